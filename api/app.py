@@ -1,0 +1,81 @@
+"""The composition root of the HTTP service: ``create_app()`` wires everything."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio.to_thread
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.plugins.prometheus import PrometheusConfig
+
+from api.auth import authentication_middleware, correlation_middleware
+from api.controllers.health import HealthController, MetricsController
+from api.controllers.models import ModelController
+from api.errors import EXCEPTION_HANDLERS
+from application.contexts import Contexts
+from infrastructure.postgres import create_pool, eventsourcing_env
+from infrastructure.schema import migrate
+from infrastructure.settings import Settings
+from projections.catalog import all_projections
+from projections.engine import Projector
+
+log = logging.getLogger(__name__)
+
+ROUTES: list[Any] = [HealthController, MetricsController, ModelController]
+
+
+def create_app(settings: Settings, database_url: str, *, run_projector: bool = False) -> Litestar:
+    """The aimm API on ``database_url``; with ``run_projector`` it also keeps the read
+    models up to date in-process (``aimm dev`` runs the projector as its own process)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await migrate(database_url)
+        pool = await create_pool(database_url, max_size=20)
+        contexts = await anyio.to_thread.run_sync(lambda: Contexts(eventsourcing_env(database_url)))
+        app.state.pool = pool
+        app.state.contexts = contexts
+        stop = asyncio.Event()
+        task = None
+        if run_projector:
+            task = asyncio.create_task(Projector(pool, all_projections()).run(stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            if task is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(task, timeout=10)
+            await anyio.to_thread.run_sync(contexts.close)
+            await pool.close()
+
+    def provide_contexts(state: State) -> Contexts:
+        contexts: Contexts = state.contexts
+        return contexts
+
+    prometheus = PrometheusConfig(app_name="aimm", prefix="aimm", group_path=True)
+    app = Litestar(
+        route_handlers=ROUTES,
+        lifespan=[lifespan],
+        middleware=[correlation_middleware, prometheus.middleware, authentication_middleware()],
+        exception_handlers=EXCEPTION_HANDLERS,
+        dependencies={"contexts": Provide(provide_contexts, sync_to_thread=False)},
+        openapi_config=OpenAPIConfig(
+            title="aimm",
+            version="0.1.0",
+            description="AI Model & Memory Management: event-sourced CQRS backend",
+            path="/schema",
+            render_plugins=[JsonRenderPlugin()],
+        ),
+        debug=False,
+    )
+    app.state.settings_admin_key = settings.bootstrap_admin_key
+    return app

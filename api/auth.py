@@ -1,0 +1,90 @@
+"""Bearer API keys: authentication middleware, role guards and the correlation id."""
+
+from __future__ import annotations
+
+import hmac
+import re
+import uuid
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.datastructures import MutableScopeHeaders
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers import BaseRouteHandler
+from litestar.middleware import (
+    AbstractAuthenticationMiddleware,
+    AuthenticationResult,
+    DefineMiddleware,
+)
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from infrastructure.keys import Principal, authenticate
+
+BOOTSTRAP_ADMIN = "bootstrap-admin"
+OPEN_PATHS = {"/health/live", "/health/ready"}
+_CORRELATION = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class KeyAuthentication(AbstractAuthenticationMiddleware):
+    async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
+        header = connection.headers.get("authorization", "")
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise NotAuthorizedException("an API key is required: Authorization: Bearer <key>")
+        key = key.strip()
+        state = connection.app.state
+        bootstrap: str | None = state.settings_admin_key
+        if bootstrap is not None and hmac.compare_digest(key.encode(), bootstrap.encode()):
+            return AuthenticationResult(Principal(BOOTSTRAP_ADMIN, frozenset({"admin"})), key)
+        async with state.pool.acquire() as conn:
+            principal = await authenticate(conn, key)
+        if principal is None:
+            raise NotAuthorizedException("the API key is unknown or revoked")
+        return AuthenticationResult(principal, key)
+
+
+def authentication_middleware() -> DefineMiddleware:
+    return DefineMiddleware(KeyAuthentication, exclude=[f"^{p}$" for p in OPEN_PATHS])
+
+
+def allow(*roles: str) -> Any:
+    """A guard letting through callers holding one of ``roles`` (admins always)."""
+    allowed = frozenset(roles) | {"admin"}
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        principal: Principal = connection.user
+        if not principal.has_any(allowed):
+            raise PermissionDeniedException(
+                f"this needs one of the roles {', '.join(sorted(allowed))}; "
+                f"the key has {', '.join(sorted(principal.roles)) or 'none'}"
+            )
+
+    return guard
+
+
+READ = allow("viewer", "operator", "auditor")
+WRITE = allow("operator")
+AUDIT = allow("auditor")
+
+
+def correlation_middleware(app: ASGIApp) -> ASGIApp:
+    """Take X-Correlation-ID from the request (or make one) and echo it back."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        given = next(
+            (v.decode("latin-1") for k, v in scope["headers"] if k == b"x-correlation-id"), ""
+        )
+        correlation_id = given if _CORRELATION.match(given) else str(uuid.uuid4())
+        scope.setdefault("state", {})["correlation_id"] = correlation_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableScopeHeaders.from_message(message)["X-Correlation-ID"] = correlation_id
+            await send(message)
+
+        await app(scope, receive, send_with_id)
+
+    return middleware

@@ -1,0 +1,1 @@
+"""One Litestar Controller per resource; handlers delegate in a few statements."""

@@ -1,0 +1,77 @@
+"""Liveness, readiness (database reachable, projection lag) and Prometheus metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, Response, get
+from litestar.plugins.prometheus import PrometheusController
+from prometheus_client import Gauge
+
+from api.auth import READ
+from api.schemas import Health
+from projections.engine import status
+
+# Beyond this many unprojected events the service answers, but says it is not ready.
+READY_MAX_LAG = 10_000
+
+PROJECTION_LAG = Gauge(
+    "aimm_projection_lag_events", "Events not yet applied", ["projection", "context"]
+)
+PROJECTION_POSITION = Gauge(
+    "aimm_projection_position", "Last applied notification id", ["projection", "context"]
+)
+LOG_HEAD = Gauge("aimm_log_head", "Newest notification id of a context's log", ["context"])
+
+
+async def refresh_projection_gauges(request: Request[Any, Any, Any]) -> dict[str, int]:
+    async with request.app.state.pool.acquire() as conn:
+        rows = await status(conn)
+    lag: dict[str, int] = {}
+    for row in rows:
+        PROJECTION_LAG.labels(row.projection, row.context).set(row.lag)
+        PROJECTION_POSITION.labels(row.projection, row.context).set(row.position)
+        LOG_HEAD.labels(row.context).set(row.head)
+        lag[f"{row.projection}/{row.context}"] = row.lag
+    return lag
+
+
+class HealthController(Controller):
+    path = "/health"
+    tags = ["health"]
+
+    @get("/live")
+    async def live(self) -> Health:
+        """The process is up and serving."""
+        return Health(status="ok", checks={"process": "ok"})
+
+    @get("/ready")
+    async def ready(self, request: Request[Any, Any, Any]) -> Response[Health]:
+        """Ready when the database answers and the projections are not far behind."""
+        try:
+            lag = await refresh_projection_gauges(request)
+        except Exception as exc:  # noqa: BLE001 - any failure here means "not ready"
+            body = Health(status="down", checks={"database": f"unreachable: {type(exc).__name__}"})
+            return Response(body, status_code=503)
+        worst = max(lag.values(), default=0)
+        checks = {
+            "database": "ok",
+            "projections": "ok" if worst <= READY_MAX_LAG else f"lagging by {worst} events",
+        }
+        healthy = worst <= READY_MAX_LAG
+        return Response(
+            Health(status="ok" if healthy else "degraded", checks=checks, projection_lag=lag),
+            status_code=200 if healthy else 503,
+        )
+
+
+class MetricsController(PrometheusController):
+    """Prometheus text format; projection gauges are refreshed on each scrape."""
+
+    path = "/metrics"
+    guards = [READ]
+
+    @get(include_in_schema=False)
+    async def get(self, request: Request[Any, Any, Any]) -> Response[Any]:  # type: ignore[override]
+        await refresh_projection_gauges(request)
+        return await super().get.fn(self)  # type: ignore[no-any-return]

@@ -1,0 +1,131 @@
+"""Model registry resource: /api/v1/ai/models."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from litestar import Controller, Request, Response, get, patch, post
+from litestar.params import Parameter
+
+from api.auth import READ, WRITE
+from api.commands import expected_version, idempotency, principal_of, run_command, to_builtins
+from api.consistency import wait_for
+from api.errors import ProblemError
+from api.pagination import DEFAULT_LIMIT, check_limit, decode_cursor, encode_cursor
+from api.schemas import ModelCreate, ModelOut, ModelPage, ModelUpdate
+from application.base import Response as CommandResponse
+from application.contexts import Contexts
+from domain.registry.model import Model
+from projections import registry_models
+
+WaitFor = Annotated[
+    str | None,
+    Parameter(query="wait_for", description="CONTEXT:POSITION from an Aimm-Position header"),
+]
+
+
+def model_out(model: Model) -> ModelOut:
+    return ModelOut(
+        id=model.id,
+        name=model.name,
+        kind=model.kind,
+        task=model.task,
+        description=model.description,
+        owner=model.owner,
+        tags=list(model.tags),
+        version=model.version,
+        created_at=model.created_on,
+        updated_at=model.modified_on,
+        created_by=model.created_by,
+    )
+
+
+def row_out(row: Any) -> ModelOut:
+    return ModelOut(**{field: row[field] for field in ModelOut.__struct_fields__})
+
+
+class ModelController(Controller):
+    path = "/api/v1/ai/models"
+    tags = ["registry"]
+
+    @post("/", guards=[WRITE], status_code=201)
+    async def register_model(
+        self, request: Request[Any, Any, Any], data: ModelCreate, contexts: Contexts
+    ) -> Response[Any]:
+        """Register a model under a unique name (F11.1.1)."""
+        idem = await idempotency(request)
+        owner = data.owner or principal_of(request).name
+
+        def respond(model: Model) -> CommandResponse:
+            return 201, to_builtins(model_out(model))
+
+        return await run_command(
+            request,
+            lambda: contexts.registry.register_model(
+                name=data.name, kind=data.kind, task=data.task, description=data.description,
+                owner=owner, tags=data.tags, idem=idem, respond=respond,
+            ),  # fmt: skip
+            location=lambda body: f"{self.path}/{body['id']}",
+        )
+
+    @get("/", guards=[READ])
+    async def list_models(
+        self,
+        request: Request[Any, Any, Any],
+        kind: Annotated[str | None, Parameter(query="kind")] = None,
+        tag: str | None = None,
+        q: Annotated[str | None, Parameter(max_length=200)] = None,
+        limit: int = DEFAULT_LIMIT,
+        cursor: str | None = None,
+        wait: WaitFor = None,
+    ) -> ModelPage:
+        """All models, by name, filtered by kind, tag and a text query (F11.1.1)."""
+        await wait_for(request, wait)
+        if kind is not None and kind not in ("llm", "ml"):
+            raise ProblemError(
+                400, "kind must be llm or ml",
+                errors=[{"field": "kind", "source": "query", "message": "must be llm or ml"}],
+            )  # fmt: skip
+        after = decode_cursor(cursor)
+        if after is not None and not isinstance(after, str):
+            raise ProblemError(400, "cursor is not one this API returned")
+        limit = check_limit(limit)
+        async with request.app.state.pool.acquire() as conn:
+            rows = await registry_models.list_models(
+                conn, kind=kind, tag=tag, q=q, after_name=after, limit=limit + 1
+            )
+        items = [row_out(r) for r in rows[:limit]]
+        next_cursor = encode_cursor(items[-1].name) if len(rows) > limit else None
+        return ModelPage(items=items, next_cursor=next_cursor)
+
+    @get("/{model_id:uuid}", guards=[READ])
+    async def get_model(
+        self, request: Request[Any, Any, Any], model_id: UUID, wait: WaitFor = None
+    ) -> Response[ModelOut]:
+        """One model; its aggregate version is the ETag for optimistic concurrency."""
+        await wait_for(request, wait)
+        async with request.app.state.pool.acquire() as conn:
+            row = await registry_models.get_model(conn, model_id)
+        if row is None:
+            raise ProblemError(404, f"model {model_id} not found")
+        return Response(row_out(row), headers={"ETag": f'"{row["version"]}"'})
+
+    @patch("/{model_id:uuid}", guards=[WRITE])
+    async def update_model(
+        self,
+        request: Request[Any, Any, Any],
+        model_id: UUID,
+        data: ModelUpdate,
+        contexts: Contexts,
+    ) -> Response[Any]:
+        """Change a model's task, description, owner or tags (If-Match for concurrency)."""
+        expected = expected_version(request, data.expected_version)
+        return await run_command(
+            request,
+            lambda: contexts.registry.update_model(
+                model_id, expected_version=expected, task=data.task,
+                description=data.description, owner=data.owner, tags=data.tags,
+                respond=lambda model: (200, to_builtins(model_out(model))),
+            ),  # fmt: skip
+        )

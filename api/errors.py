@@ -1,0 +1,159 @@
+"""Every failure as RFC 9457 problem+json, mapped from errors in one place.
+
+400 malformed, 401 no or invalid key, 403 role not allowed, 404 unknown id, 409
+version or uniqueness conflict, 422 a domain rule refused the command. Anything else
+is a bug: logged with its traceback, answered 500 without internals.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import (
+    HTTPException,
+    NotAuthorizedException,
+    NotFoundException,
+    PermissionDeniedException,
+    ValidationException,
+)
+from litestar.status_codes import (
+    HTTP_400_BAD_REQUEST,
+    HTTP_404_NOT_FOUND,
+    HTTP_409_CONFLICT,
+    HTTP_422_UNPROCESSABLE_ENTITY,
+    HTTP_500_INTERNAL_SERVER_ERROR,
+)
+
+from domain.errors import (
+    ConflictError,
+    DomainError,
+    IdempotencyKeyReusedError,
+    NotFoundError,
+    VersionConflictError,
+)
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    412: "Precondition Failed",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Content",
+    428: "Precondition Required",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+class ProblemError(Exception):
+    """Raised by handlers for a problem that has no domain error behind it."""
+
+    def __init__(
+        self, status: int, detail: str, *, headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.headers = headers or {}
+        self.extra = extra
+
+
+def problem(
+    request: Request[Any, Any, Any],
+    status: int,
+    detail: str,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response[dict[str, Any]]:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+    }
+    body.update(extra)
+    correlation_id = request.scope.get("state", {}).get("correlation_id")
+    if correlation_id:
+        body["correlation_id"] = correlation_id
+    return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _validation_fields(exc: ValidationException) -> list[dict[str, str]]:
+    fields = []
+    for item in exc.extra if isinstance(exc.extra, list) else []:
+        if isinstance(item, dict):
+            fields.append(
+                {
+                    "field": str(item.get("key") or item.get("source") or "body"),
+                    "source": str(item.get("source") or "body"),
+                    "message": str(item.get("message", "")),
+                }
+            )
+    return fields
+
+
+def on_validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    fields = _validation_fields(exc)
+    detail = "; ".join(f"{f['field']}: {f['message']}" for f in fields) or str(exc.detail)
+    return problem(request, HTTP_400_BAD_REQUEST, detail, errors=fields)
+
+
+def on_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    extra = exc.extra if isinstance(exc.extra, dict) else {}
+    headers = dict(exc.headers or {})
+    if isinstance(exc, NotAuthorizedException):
+        headers.setdefault("WWW-Authenticate", 'Bearer realm="aimm"')
+    return problem(request, exc.status_code, str(exc.detail), headers=headers, **extra)
+
+
+def on_problem(request: Request[Any, Any, Any], exc: ProblemError) -> Response[Any]:
+    return problem(request, exc.status, exc.detail, headers=exc.headers, **exc.extra)
+
+
+def on_domain(request: Request[Any, Any, Any], exc: DomainError) -> Response[Any]:
+    if isinstance(exc, VersionConflictError):
+        return problem(
+            request,
+            HTTP_409_CONFLICT,
+            str(exc),
+            headers={"ETag": f'"{exc.current}"'},
+            current_version=exc.current,
+            expected_version=exc.expected,
+        )
+    if isinstance(exc, NotFoundError):
+        return problem(request, HTTP_404_NOT_FOUND, str(exc))
+    if isinstance(exc, ConflictError):
+        return problem(request, HTTP_409_CONFLICT, str(exc))
+    if isinstance(exc, IdempotencyKeyReusedError):
+        return problem(request, HTTP_422_UNPROCESSABLE_ENTITY, str(exc))
+    return problem(request, HTTP_422_UNPROCESSABLE_ENTITY, str(exc))
+
+
+def on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem(
+        request, HTTP_500_INTERNAL_SERVER_ERROR, "an unexpected error occurred; it was logged"
+    )
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    ValidationException: on_validation,
+    HTTPException: on_http,
+    NotAuthorizedException: on_http,
+    PermissionDeniedException: on_http,
+    NotFoundException: on_http,
+    ProblemError: on_problem,
+    DomainError: on_domain,
+    Exception: on_unexpected,
+}
+
+__all__ = ["EXCEPTION_HANDLERS", "PROBLEM_JSON", "ProblemError", "MediaType"]

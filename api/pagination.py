@@ -1,0 +1,40 @@
+"""Opaque cursors for keyset pagination: base64url of a small JSON document."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+import msgspec
+
+from api.errors import ProblemError
+
+MAX_LIMIT = 500
+DEFAULT_LIMIT = 50
+
+
+def encode_cursor(value: Any) -> str:
+    return base64.urlsafe_b64encode(msgspec.json.encode(value)).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> Any:
+    if cursor is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        return msgspec.json.decode(raw)
+    except (binascii.Error, msgspec.DecodeError, ValueError):
+        raise ProblemError(
+            400, "cursor is not one this API returned", errors=[{"field": "cursor", "source": "query", "message": "invalid cursor"}]
+        ) from None
+
+
+def check_limit(limit: int) -> int:
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ProblemError(
+            400,
+            f"limit must be between 1 and {MAX_LIMIT}",
+            errors=[{"field": "limit", "source": "query", "message": f"must be 1..{MAX_LIMIT}"}],
+        )
+    return limit

@@ -1,0 +1,58 @@
+"""Request and response bodies as msgspec Structs (snake_case JSON)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+from msgspec import Meta, Struct
+
+Name = Annotated[str, Meta(min_length=1, max_length=100)]
+ShortText = Annotated[str, Meta(max_length=200)]
+LongText = Annotated[str, Meta(max_length=5000)]
+Tag = Annotated[str, Meta(min_length=1, max_length=64)]
+Tags = Annotated[list[Tag], Meta(max_length=32)]
+Version = Annotated[int, Meta(ge=1)]
+
+
+class ModelCreate(Struct, forbid_unknown_fields=True):
+    name: Name
+    kind: Literal["llm", "ml"]
+    task: ShortText = ""
+    description: LongText = ""
+    owner: ShortText | None = None
+    tags: Tags = []
+
+
+class ModelUpdate(Struct, forbid_unknown_fields=True):
+    task: ShortText | None = None
+    description: LongText | None = None
+    owner: ShortText | None = None
+    tags: Tags | None = None
+    expected_version: Version | None = None
+
+
+class ModelOut(Struct):
+    id: UUID
+    name: str
+    kind: str
+    task: str
+    description: str
+    owner: str
+    tags: list[str]
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    created_by: str
+
+
+class ModelPage(Struct):
+    items: list[ModelOut]
+    next_cursor: str | None
+
+
+class Health(Struct):
+    status: Literal["ok", "degraded", "down"]
+    checks: dict[str, str]
+    projection_lag: dict[str, int] = {}

@@ -1,0 +1,1 @@
+"""Command side of aimm: one eventsourcing Application per bounded context."""

@@ -1,0 +1,147 @@
+"""What every context's Application shares: positions, concurrency, idempotency, errors.
+
+A command returns a :class:`CommandResult` whose ``position`` is the notification id
+of its last stored event in the context's log: a query can wait for the projections to
+reach it (read-your-writes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar, Generic, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError
+
+from domain.base import Aggregate
+from domain.claims import IdempotencyRecord
+from domain.errors import (
+    ConflictError,
+    IdempotencyKeyReusedError,
+    NotFoundError,
+    VersionConflictError,
+)
+
+T = TypeVar("T")
+A = TypeVar("A", bound=Aggregate)
+
+# The stored first response: (HTTP status code, JSON-able body).
+Response = tuple[int, Any]
+
+
+@dataclass(frozen=True)
+class CommandResult(Generic[T]):
+    """The outcome of a command: its value and the log position of its last event."""
+
+    context: str
+    position: int
+    value: T
+    replayed: bool = False  # True when an Idempotency-Key retry returned the first answer
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    """An Idempotency-Key, the request it came with, and how to render the response."""
+
+    principal: str
+    key: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    status_code: int
+    body: Any
+
+
+class ContextApplication(Application[UUID]):
+    """Base of the five context applications; ``name`` names the events table."""
+
+    name: ClassVar[str] = "context"
+
+    def load(self, aggregate_id: UUID, kind: type[A], what: str = "aggregate") -> A:
+        try:
+            aggregate = self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            raise NotFoundError(f"{what} {aggregate_id} not found") from None
+        if not isinstance(aggregate, kind):
+            raise NotFoundError(f"{what} {aggregate_id} not found")
+        return aggregate
+
+    @staticmethod
+    def check_expected_version(aggregate: Aggregate, expected: int | None) -> None:
+        if expected is not None and expected != aggregate.version:
+            raise VersionConflictError(expected, aggregate.version)
+
+    def idempotent_replay(self, idem: Idempotency | None) -> CommandResult[StoredResponse] | None:
+        """The first response to this key, if the command already ran with it."""
+        if idem is None:
+            return None
+        record_id = IdempotencyRecord.id_for(idem.principal, idem.key)
+        try:
+            record = self.repository.get(record_id)
+        except AggregateNotFoundError:
+            return None
+        assert isinstance(record, IdempotencyRecord)
+        if record.fingerprint != idem.fingerprint:
+            raise IdempotencyKeyReusedError(
+                "this Idempotency-Key was already used with a different request"
+            )
+        position = self.recorder.max_notification_id() or 0
+        return CommandResult(
+            self.name, position, StoredResponse(record.status_code, record.response), True
+        )
+
+    def save_command(
+        self,
+        aggregates: Sequence[Aggregate],
+        idem: Idempotency | None,
+        respond: Callable[[], Response],
+        on_conflict: Callable[[], Exception],
+    ) -> CommandResult[StoredResponse]:
+        """Save the command's aggregates, and the idempotency record, atomically.
+
+        ``on_conflict`` explains an integrity conflict that is not a concurrent retry
+        of the same idempotent request (a stale version, a taken name).
+        """
+        status, body = respond()
+        pending: list[Aggregate] = list(aggregates)
+        if idem is not None:
+            pending.append(
+                IdempotencyRecord.record(
+                    principal=idem.principal,
+                    key=idem.key,
+                    fingerprint=idem.fingerprint,
+                    status_code=status,
+                    response=body,
+                )
+            )
+        try:
+            recordings = self.save(*pending)
+        except IntegrityError:
+            replay = self.idempotent_replay(idem)
+            if replay is not None:
+                return replay
+            raise on_conflict() from None
+        position = max((r.notification.id for r in recordings), default=0)
+        return CommandResult(self.name, position, StoredResponse(status, body))
+
+    def version_conflict(self, aggregate_id: UUID, expected: int | None) -> ConflictError:
+        """The conflict to report when another writer won the race for this aggregate."""
+        current = self.repository.get(aggregate_id).version
+        return VersionConflictError(expected if expected is not None else current - 1, current)
+
+    def replay_as_of(self, aggregate_id: UUID, as_of: datetime | None) -> tuple[Aggregate, list[Any]]:
+        """The aggregate rebuilt from its events up to ``as_of``, and those events."""
+        events = [
+            e for e in self.events.get(aggregate_id) if as_of is None or e.timestamp <= as_of
+        ]
+        if not events:
+            raise NotFoundError(f"aggregate {aggregate_id} has no events as of {as_of}")
+        aggregate: Any = None
+        for event in events:
+            aggregate = event.mutate(aggregate)
+        return aggregate, events

@@ -1,0 +1,64 @@
+"""The five contexts of the plan, one Application (and one events table) each.
+
+Contexts other than the registry get their aggregates in later work; their
+applications exist now so that every log, table and projection position is in place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from application.base import ContextApplication
+from application.registry import RegistryApplication
+
+
+class TrainingApplication(ContextApplication):
+    name = "training"
+
+
+class PredictionsApplication(ContextApplication):
+    name = "predictions"
+
+
+class MemoryApplication(ContextApplication):
+    name = "memory"
+
+
+class AssistantApplication(ContextApplication):
+    name = "assistant"
+
+
+APPLICATION_CLASSES: tuple[type[ContextApplication], ...] = (
+    RegistryApplication,
+    TrainingApplication,
+    PredictionsApplication,
+    MemoryApplication,
+    AssistantApplication,
+)
+CONTEXTS: tuple[str, ...] = tuple(cls.name for cls in APPLICATION_CLASSES)
+
+
+class Contexts:
+    """The running applications, built from one eventsourcing environment."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.registry = RegistryApplication(env=dict(env))
+        self.training = TrainingApplication(env=dict(env))
+        self.predictions = PredictionsApplication(env=dict(env))
+        self.memory = MemoryApplication(env=dict(env))
+        self.assistant = AssistantApplication(env=dict(env))
+        self.by_name: dict[str, ContextApplication] = {
+            app.name: app
+            for app in (self.registry, self.training, self.predictions, self.memory, self.assistant)
+        }
+
+    def close(self) -> None:
+        for app in self.by_name.values():
+            app.close()
+
+    def __getitem__(self, name: str) -> ContextApplication:
+        return self.by_name[name]
+
+    def __iter__(self) -> Any:
+        return iter(self.by_name.values())

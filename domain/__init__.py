@@ -1,0 +1,1 @@
+"""Pure domain model of aimm: aggregates, their events and domain errors (no I/O)."""

@@ -1,0 +1,1 @@
+"""Adapters to the outside: settings, PostgreSQL, Kafka, key store and friends."""

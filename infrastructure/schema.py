@@ -1,0 +1,27 @@
+"""Bring a database up to what this version of aimm needs (idempotent, safe to rerun)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+
+from application.contexts import Contexts
+from infrastructure import keys
+from infrastructure.postgres import ensure_database, eventsourcing_env
+from projections import engine
+from projections.catalog import all_projections
+
+
+async def migrate(url: str) -> None:
+    """Create the database, the events tables, the key store and the read models."""
+    await ensure_database(url)
+    # The event store creates its tables (one per context) when the applications start.
+    contexts = await asyncio.to_thread(Contexts, eventsourcing_env(url, pool_size=1))
+    contexts.close()
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(keys.DDL)
+        await engine.setup(conn, all_projections())
+    finally:
+        await conn.close()

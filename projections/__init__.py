@@ -1,0 +1,1 @@
+"""Read side of aimm: the asyncpg projector, read models and their query functions."""

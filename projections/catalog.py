@@ -1,0 +1,17 @@
+"""Every read model the projector keeps, in one list (the composition of the read side)."""
+
+from __future__ import annotations
+
+from projections.base import Projection
+from projections.registry_models import RegistryModels
+
+
+def all_projections() -> list[Projection]:
+    return [RegistryModels()]
+
+
+def by_name(name: str) -> Projection:
+    for projection in all_projections():
+        if projection.name == name:
+            return projection
+    raise KeyError(name)

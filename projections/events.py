@@ -1,0 +1,86 @@
+"""Stored events as the read side sees them, decoded straight from the events tables.
+
+Domain events keep their fields in plain JSON types (see ``domain.base``), so one
+``msgspec`` decode of the stored ``state`` gives the payload; only the timestamp
+carries the eventsourcing transcoder's type tag.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import msgspec
+
+_decode = msgspec.json.Decoder(dict[str, Any]).decode
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    context: str
+    position: int  # notification id in the context's log
+    aggregate_id: UUID
+    version: int
+    type: str  # "Model.Registered"
+    topic: str  # "domain.registry.model:Model.Registered"
+    timestamp: datetime
+    meta: dict[str, str]
+    data: dict[str, Any]
+
+
+def events_table(context: str) -> str:
+    return f"{context}_events"
+
+
+def decode_row(context: str, row: Sequence[Any]) -> Event:
+    notification_id, originator_id, version, topic, state = row
+    data = _decode(state)
+    stamp = data.pop("timestamp")
+    data.pop("originator_topic", None)
+    meta = data.pop("meta", None) or {}
+    return Event(
+        context=context,
+        position=notification_id,
+        aggregate_id=originator_id,
+        version=version,
+        type=topic.rpartition(":")[2],
+        topic=topic,
+        timestamp=datetime.fromisoformat(stamp["_data_"] if isinstance(stamp, dict) else stamp),
+        meta=meta,
+        data=data,
+    )
+
+
+SELECT_COLUMNS = "notification_id, originator_id, originator_version, topic, state"
+
+
+async def read_events(
+    conn: asyncpg.Connection, context: str, after: int, limit: int, until: int | None = None
+) -> list[Event]:
+    """Events of one context's log after ``after`` (and up to ``until``), in log order."""
+    table = events_table(context)
+    if until is None:
+        rows = await conn.fetch(
+            f"SELECT {SELECT_COLUMNS} FROM {table} WHERE notification_id > $1 "
+            "ORDER BY notification_id LIMIT $2",
+            after,
+            limit,
+        )
+    else:
+        rows = await conn.fetch(
+            f"SELECT {SELECT_COLUMNS} FROM {table} WHERE notification_id > $1 "
+            "AND notification_id <= $3 ORDER BY notification_id LIMIT $2",
+            after,
+            limit,
+            until,
+        )
+    return [decode_row(context, row) for row in rows]
+
+
+async def head_position(conn: asyncpg.Connection, context: str) -> int:
+    value = await conn.fetchval(f"SELECT max(notification_id) FROM {events_table(context)}")
+    return int(value or 0)
