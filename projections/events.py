@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid5
 
 import asyncpg
 import msgspec
@@ -84,3 +84,53 @@ async def read_events(
 async def head_position(conn: asyncpg.Connection, context: str) -> int:
     value = await conn.fetchval(f"SELECT max(notification_id) FROM {events_table(context)}")
     return int(value or 0)
+
+
+EVENT_ID_NAMESPACE = UUID("3c2b7d4e-8f61-4f0a-b7a2-5d9e0c4a1f37")
+
+
+def event_id(event: Event) -> UUID:
+    """A stable id for an event (its aggregate and version), for consumer dedupe."""
+    return uuid5(EVENT_ID_NAMESPACE, f"{event.aggregate_id}:{event.version}")
+
+
+def envelope(event: Event) -> dict[str, Any]:
+    """The JSON shape an event leaves aimm in: replay, audit API and Kafka alike."""
+    return {
+        "event_id": str(event_id(event)),
+        "context": event.context,
+        "position": event.position,
+        "aggregate_id": str(event.aggregate_id),
+        "aggregate_version": event.version,
+        "type": event.type,
+        "topic": event.topic,
+        "timestamp": event.timestamp.isoformat(),
+        "metadata": event.meta,
+        "payload": event.data,
+    }
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+async def replay_lines(
+    url: str, context: str, after: int, until: datetime | None, out: Any, batch: int = 5000
+) -> int:
+    """Write ``context``'s log after ``after`` as JSON lines; stop past ``until``."""
+    conn = await asyncpg.connect(url)
+    written = 0
+    try:
+        position = after
+        while True:
+            events = await read_events(conn, context, position, batch)
+            if not events:
+                return written
+            for event in events:
+                if until is not None and event.timestamp > until:
+                    return written
+                out.write(_encode(envelope(event)) + b"\n")
+                written += 1
+            position = events[-1].position
+    finally:
+        out.flush()
+        await conn.close()

@@ -1,0 +1,349 @@
+"""The ``aimm`` command line: run the service, manage keys and projections, replay logs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import click
+
+from infrastructure.settings import Settings, SettingsError
+
+
+def load_settings() -> Settings:
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        raise click.ClickException(f"invalid configuration: {exc}") from None
+    settings.configure_logging()
+    return settings
+
+
+@contextlib.contextmanager
+def database(settings: Settings) -> Iterator[str]:
+    """The configured server's URL, or the embedded server's while the block runs."""
+    if settings.database_url is not None:
+        yield settings.database_url
+        return
+    from infrastructure.postgres import embedded_server
+
+    with embedded_server(settings.pgdata) as url:
+        yield url
+
+
+def parse_time(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 timestamp") from None
+    if parsed.tzinfo is None:
+        raise click.BadParameter("the timestamp needs a time zone, e.g. 2026-11-27T10:00:00Z")
+    return parsed
+
+
+@click.group()
+def main() -> None:
+    """aimm: AI Model & Memory Management."""
+
+
+@main.command()
+def migrate() -> None:
+    """Create or update the database schema (events tables, key store, read models)."""
+    from infrastructure.schema import migrate as run_migrate
+
+    settings = load_settings()
+    with database(settings) as url:
+        asyncio.run(run_migrate(url))
+    click.echo("schema is up to date")
+
+
+@main.command()
+@click.option("--projector/--no-projector", default=False, help="Also run the projector in-process.")
+def serve(projector: bool) -> None:
+    """Run the HTTP API (uvicorn)."""
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = load_settings()
+    with database(settings) as url:
+        app = create_app(settings, url, run_projector=projector)
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+
+
+@main.command("projector")
+def run_projector() -> None:
+    """Keep the read models up to date with the event logs until stopped."""
+    from infrastructure.postgres import create_pool
+    from infrastructure.schema import migrate as run_migrate
+    from projections.catalog import all_projections
+    from projections.engine import Projector
+
+    settings = load_settings()
+
+    async def run(url: str) -> None:
+        await run_migrate(url)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        pool = await create_pool(url, max_size=4)
+        try:
+            await Projector(pool, all_projections()).run(stop)
+        finally:
+            await pool.close()
+
+    with database(settings) as url:
+        asyncio.run(run(url))
+
+
+async def _bootstrap_admin_key(url: str, settings: Settings) -> str | None:
+    """On first start with no admin key configured or stored, create one."""
+    import asyncpg
+
+    from infrastructure import keys
+
+    if settings.bootstrap_admin_key is not None:
+        return None
+    conn = await asyncpg.connect(url)
+    try:
+        if await keys.count_active_admin_keys(conn):
+            return None
+        key, _ = await keys.create_key(conn, roles=["admin"], name="first-admin")
+        return key
+    finally:
+        await conn.close()
+
+
+@main.command()
+def dev() -> None:
+    """Run everything for a newcomer: database, API and projector. Ctrl-C stops all."""
+    from infrastructure.schema import migrate as run_migrate
+
+    settings = load_settings()
+    with database(settings) as url:
+        asyncio.run(run_migrate(url))
+        key = asyncio.run(_bootstrap_admin_key(url, settings))
+        if key is not None:
+            click.secho("A first admin key was created. It is shown once; keep it:", fg="yellow")
+            click.secho(f"    {key}", bold=True)
+        env = {**os.environ, "AIMM_DATABASE_URL": url}
+        exe = [sys.executable, "-m", "api.cli"]
+        children = [
+            subprocess.Popen([*exe, "projector"], env=env),  # noqa: S603
+            subprocess.Popen([*exe, "serve"], env=env),  # noqa: S603
+        ]
+        click.echo(f"aimm is serving on http://{settings.host}:{settings.port} (Ctrl-C stops)")
+        _supervise(children)
+
+
+def _supervise(children: list[subprocess.Popen[Any]]) -> None:
+    """Wait until a child exits or we are told to stop; then stop every child."""
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stopping and all(child.poll() is None for child in children):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                children[0].wait(timeout=0.5)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    failed = [c.args for c in children if c.returncode not in (0, -signal.SIGTERM, None)]
+    if failed and not stopping:
+        raise click.ClickException(f"a service exited unexpectedly: {failed}")
+
+
+@main.group()
+def keys() -> None:
+    """Create, list and revoke API keys."""
+
+
+@keys.command("create")
+@click.option("--role", "roles", multiple=True, required=True, help="admin, operator, viewer, auditor or agent (repeatable).")
+@click.option("--agent", "agent_id", default=None, help="The agent id an agent key is bound to.")
+@click.option("--name", default="", help="A name for the key's principal (recorded on events).")
+def keys_create(roles: tuple[str, ...], agent_id: str | None, name: str) -> None:
+    """Create a key and print it once."""
+    import asyncpg
+
+    from infrastructure import keys as key_store
+    from infrastructure.schema import migrate as run_migrate
+
+    settings = load_settings()
+
+    async def run(url: str) -> tuple[str, Any]:
+        await run_migrate(url)
+        conn = await asyncpg.connect(url)
+        try:
+            return await key_store.create_key(conn, roles=list(roles), name=name, agent_id=agent_id)
+        finally:
+            await conn.close()
+
+    with database(settings) as url:
+        try:
+            key, info = asyncio.run(run(url))
+        except key_store.InvalidKeyRequestError as exc:
+            raise click.UsageError(str(exc)) from None
+    click.echo(f"key id {info.key_id} for {info.principal} with roles {', '.join(info.roles)}", err=True)
+    click.echo(key)
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key by its id (as printed by create and list)."""
+    import asyncpg
+
+    from infrastructure import keys as key_store
+
+    settings = load_settings()
+
+    async def run(url: str) -> bool:
+        conn = await asyncpg.connect(url)
+        try:
+            return await key_store.revoke_key(conn, key_id)
+        finally:
+            await conn.close()
+
+    with database(settings) as url:
+        if not asyncio.run(run(url)):
+            raise click.ClickException(f"no active key with id {key_id}")
+    click.echo(f"revoked {key_id}")
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """List keys (never their secrets)."""
+    import asyncpg
+
+    from infrastructure import keys as key_store
+
+    settings = load_settings()
+
+    async def run(url: str) -> list[Any]:
+        conn = await asyncpg.connect(url)
+        try:
+            return await key_store.list_keys(conn)
+        finally:
+            await conn.close()
+
+    with database(settings) as url:
+        for info in asyncio.run(run(url)):
+            state = f"revoked {info.revoked_at:%Y-%m-%d}" if info.revoked_at else "active"
+            agent = f" agent={info.agent_id}" if info.agent_id else ""
+            click.echo(f"{info.key_id}  {info.principal:20} {','.join(info.roles):20}{agent} {state}")
+
+
+@main.group()
+def projections() -> None:
+    """Inspect and rebuild the read models."""
+
+
+@projections.command("status")
+def projections_status() -> None:
+    """Each projection's position, the log head and the lag in events."""
+    import asyncpg
+    from rich.console import Console
+    from rich.table import Table
+
+    from projections.engine import status
+
+    settings = load_settings()
+
+    async def run(url: str) -> list[Any]:
+        conn = await asyncpg.connect(url)
+        try:
+            return await status(conn)
+        finally:
+            await conn.close()
+
+    with database(settings) as url:
+        rows = asyncio.run(run(url))
+    table = Table("projection", "context", "position", "head", "lag", "updated")
+    for r in rows:
+        table.add_row(r.projection, r.context, str(r.position), str(r.head), str(r.lag), f"{r.updated_at:%Y-%m-%d %H:%M:%S}")
+    Console().print(table)
+
+
+@projections.command("rebuild")
+@click.option("--as-of", "as_of", default=None, help="Only events up to this ISO timestamp, into a separate asof_* schema.")
+@click.option("--projection", "names", multiple=True, help="Rebuild only these (default: all).")
+def projections_rebuild(as_of: str | None, names: tuple[str, ...]) -> None:
+    """Rebuild read models from the logs into fresh tables, then switch to them."""
+    from rich.progress import Progress
+
+    from infrastructure.postgres import create_pool
+    from infrastructure.schema import migrate as run_migrate
+    from projections.catalog import all_projections
+    from projections.engine import rebuild
+
+    settings = load_settings()
+    cutoff = parse_time(as_of)
+    chosen = [p for p in all_projections() if not names or p.name in names]
+    unknown = set(names) - {p.name for p in chosen}
+    if unknown:
+        raise click.BadParameter(f"unknown projection(s): {', '.join(sorted(unknown))}")
+
+    async def run(url: str) -> None:
+        await run_migrate(url)
+        pool = await create_pool(url, max_size=2)
+        try:
+            with Progress() as progress:
+                for projection in chosen:
+                    task = progress.add_task(projection.name, total=None)
+
+                    def report(done: int, total: int, task: Any = task) -> None:
+                        progress.update(task, completed=done, total=total)
+
+                    result = await rebuild(pool, projection, as_of=cutoff, progress=report)
+                    progress.update(task, completed=result.events, total=max(result.events, 1))
+                    where = ", ".join(result.tables.values())
+                    progress.console.print(f"{projection.name}: {result.events} events -> {where}")
+        finally:
+            await pool.close()
+
+    with database(settings) as url:
+        asyncio.run(run(url))
+
+
+@main.command()
+@click.option("--context", "context", required=True, help="registry, training, predictions, memory or assistant.")
+@click.option("--until", default=None, help="Stop after events stamped later than this ISO timestamp.")
+@click.option("--after", default=0, type=int, help="Start after this notification id.")
+def replay(context: str, until: str | None, after: int) -> None:
+    """Print a context's log as JSON lines, in log order."""
+    from application.contexts import CONTEXTS
+    from projections.events import replay_lines
+
+    if context not in CONTEXTS:
+        raise click.BadParameter(f"context must be one of {', '.join(CONTEXTS)}")
+    settings = load_settings()
+    cutoff = parse_time(until)
+    with database(settings) as url:
+        asyncio.run(replay_lines(url, context, after, cutoff, sys.stdout.buffer))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""Test helpers: an app client against a fresh database, and keys for each role."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import asyncpg
+from litestar.testing import AsyncTestClient
+
+from api.app import create_app
+from infrastructure import keys
+from infrastructure.settings import Settings
+
+ADMIN_KEY = "test-admin-key-0123456789"
+
+
+@dataclass
+class Api:
+    """An HTTP client for the real app, with a bearer key per role."""
+
+    client: AsyncTestClient  # type: ignore[type-arg]
+    url: str
+    keys: dict[str, str] = field(default_factory=dict)
+
+    def auth(self, role: str = "admin") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[role]}"}
+
+    async def key_for(self, role: str, agent_id: str | None = None, name: str = "") -> str:
+        conn = await asyncpg.connect(self.url)
+        try:
+            key, _ = await keys.create_key(
+                conn, roles=[role], agent_id=agent_id, name=name or f"test-{role}"
+            )
+        finally:
+            await conn.close()
+        return key
+
+
+@contextlib.asynccontextmanager
+async def running_api(url: str, *, projector: bool = True) -> AsyncIterator[Api]:
+    settings = Settings.from_env({"AIMM_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY})
+    app = create_app(settings, url, run_projector=projector)
+    async with AsyncTestClient(app, timeout=30) as client:
+        api = Api(client, url, {"admin": ADMIN_KEY})
+        for role in ("operator", "viewer", "auditor"):
+            api.keys[role] = await api.key_for(role)
+        yield api
