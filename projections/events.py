@@ -30,6 +30,7 @@ class Event:
     timestamp: datetime
     meta: dict[str, str]
     data: dict[str, Any]
+    state: bytes  # the stored bytes, as written: what the audit hash chain covers
 
 
 def events_table(context: str) -> str:
@@ -52,6 +53,7 @@ def decode_row(context: str, row: Sequence[Any]) -> Event:
         timestamp=datetime.fromisoformat(stamp["_data_"] if isinstance(stamp, dict) else stamp),
         meta=meta,
         data=data,
+        state=state,
     )
 
 
