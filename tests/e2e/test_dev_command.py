@@ -1,0 +1,95 @@
+"""`aimm dev` on the embedded default: one command runs it all, Ctrl-C stops it all.
+
+This drives the real command line in a subprocess, with no AIMM_DATABASE_URL, so the
+embedded PostgreSQL is initialised under a temporary data directory, used, stopped
+on Ctrl-C, and found again with its data on the next start.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import free_port, wait_for_port
+
+
+def start_dev(data_dir: Path, port: int) -> subprocess.Popen[str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("AIMM_")
+    }
+    env.update({"AIMM_DATA_DIR": str(data_dir), "AIMM_PORT": str(port), "AIMM_LOG_LEVEL": "WARNING"})
+    return subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "dev"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def read_until(proc: subprocess.Popen[str], pattern: str, timeout: float = 120) -> tuple[str, str]:
+    """Lines printed until one matches ``pattern``; returns (all output, the match)."""
+    assert proc.stdout is not None
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        match = re.search(pattern, line)
+        if match:
+            return "".join(seen), match.group(0)
+    raise AssertionError(f"{pattern!r} never printed; output was:\n{''.join(seen)}")
+
+
+def stop(proc: subprocess.Popen[str]) -> int:
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_dev_runs_everything_on_the_embedded_database_and_keeps_data(tmp_path: Path) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = start_dev(tmp_path / "data", port)
+    try:
+        _, key = read_until(proc, r"aimm_[A-Za-z0-9_-]{20,}")
+        read_until(proc, r"serving on")
+        wait_for_port(port, timeout=60)
+        headers = {"Authorization": f"Bearer {key}"}
+        created = httpx.post(
+            f"{base}/api/v1/ai/models", json={"name": "dev-model", "kind": "llm"}, headers=headers, timeout=30
+        )
+        assert created.status_code == 201, created.text
+        position = created.headers["aimm-position"]
+        listed = httpx.get(f"{base}/api/v1/ai/models?wait_for={position}", headers=headers, timeout=30)
+        assert [m["name"] for m in listed.json()["items"]] == ["dev-model"]
+    finally:
+        code = stop(proc)
+    assert code == 0
+    pgdata = tmp_path / "data" / "pg"
+    assert (pgdata / "PG_VERSION").exists()
+    assert not (pgdata / "postmaster.pid").exists(), "Ctrl-C left the database running"
+
+    proc = start_dev(tmp_path / "data", port)
+    try:
+        output, _ = read_until(proc, r"serving on")
+        assert "admin key was created" not in output
+        wait_for_port(port, timeout=60)
+        listed = httpx.get(f"{base}/api/v1/ai/models", headers=headers, timeout=30)
+        assert [m["name"] for m in listed.json()["items"]] == ["dev-model"]
+    finally:
+        assert stop(proc) == 0
