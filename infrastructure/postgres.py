@@ -46,7 +46,7 @@ def with_database(url: str, dbname: str) -> str:
     return parts._replace(path="/" + dbname).geturl()
 
 
-def eventsourcing_env(url: str, pool_size: int = 4) -> dict[str, str]:
+def eventsourcing_env(url: str, pool_size: int = 2) -> dict[str, str]:
     """The eventsourcing environment for a PostgreSQL URL (one events table per app)."""
     p = parse_url(url)
     return {
@@ -57,7 +57,7 @@ def eventsourcing_env(url: str, pool_size: int = 4) -> dict[str, str]:
         "POSTGRES_USER": p.user,
         "POSTGRES_PASSWORD": p.password,
         "POSTGRES_POOL_SIZE": str(pool_size),
-        "POSTGRES_MAX_OVERFLOW": str(pool_size),
+        "POSTGRES_MAX_OVERFLOW": str(pool_size * 3),
         "POSTGRES_CONNECT_TIMEOUT": "10",
         "POSTGRES_LOCK_TIMEOUT": "10",
         "POSTGRES_PRE_PING": "y",
