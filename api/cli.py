@@ -81,12 +81,16 @@ def serve(projector: bool) -> None:
 
 
 @main.command("projector")
-def run_projector() -> None:
+@click.option(
+    "--batch-size", "batch_size", default=None, type=click.IntRange(min=1),
+    help="Events per transaction (default: the engine's DEFAULT_BATCH).",
+)  # fmt: skip
+def run_projector(batch_size: int | None) -> None:
     """Keep the read models up to date with the event logs until stopped."""
     from infrastructure.postgres import create_pool
     from infrastructure.schema import migrate as run_migrate
     from projections.catalog import all_projections
-    from projections.engine import Projector
+    from projections.engine import DEFAULT_BATCH, Projector
 
     settings = load_settings()
 
@@ -98,7 +102,38 @@ def run_projector() -> None:
             loop.add_signal_handler(sig, stop.set)
         pool = await create_pool(url, max_size=4)
         try:
-            await Projector(pool, all_projections()).run(stop)
+            await Projector(pool, all_projections(), batch_size or DEFAULT_BATCH).run(stop)
+        finally:
+            await pool.close()
+
+    with database(settings) as url:
+        asyncio.run(run(url))
+
+
+@main.command("relay")
+def run_relay() -> None:
+    """Publish every event to Kafka (topics aimm.<context>) until stopped."""
+    settings = load_settings()
+    if settings.kafka_bootstrap is None:
+        raise click.ClickException(
+            "AIMM_KAFKA_BOOTSTRAP is not set: the relay needs a Kafka broker "
+            "(AIMM_KAFKA_BOOTSTRAP=host:port[,host:port])"
+        )
+    bootstrap = settings.kafka_bootstrap
+    from infrastructure.kafka_relay import KafkaRelay
+    from infrastructure.postgres import create_pool
+    from infrastructure.schema import migrate as run_migrate
+
+    async def run(url: str) -> None:
+        await run_migrate(url)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        # One connection holds the leader lock and LISTENs; the others read and record.
+        pool = await create_pool(url, max_size=3)
+        try:
+            await KafkaRelay(pool, bootstrap).run(stop)
         finally:
             await pool.close()
 
@@ -126,7 +161,7 @@ async def _bootstrap_admin_key(url: str, settings: Settings) -> str | None:
 
 @main.command()
 def dev() -> None:
-    """Run everything for a newcomer: database, API and projector. Ctrl-C stops all."""
+    """Run everything: database, API, projector (and relay if Kafka is set). Ctrl-C stops all."""
     from infrastructure.schema import migrate as run_migrate
 
     settings = load_settings()
@@ -142,6 +177,8 @@ def dev() -> None:
             subprocess.Popen([*exe, "projector"], env=env),  # noqa: S603
             subprocess.Popen([*exe, "serve"], env=env),  # noqa: S603
         ]
+        if settings.kafka_bootstrap is not None:
+            children.append(subprocess.Popen([*exe, "relay"], env=env))  # noqa: S603
         click.echo(f"aimm is serving on http://{settings.host}:{settings.port} (Ctrl-C stops)")
         _supervise(children)
 
@@ -343,6 +380,61 @@ def replay(context: str, until: str | None, after: int) -> None:
     cutoff = parse_time(until)
     with database(settings) as url:
         asyncio.run(replay_lines(url, context, after, cutoff, sys.stdout.buffer))
+
+
+@main.group()
+def audit() -> None:
+    """Check the event logs against their tamper-evident hash chains."""
+
+
+@audit.command("verify")
+@click.option("--context", "context", default=None, help="Only this context (default: all five).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def audit_verify(context: str | None, as_json: bool) -> None:
+    """Recompute each log's hash chain; exit 1 at the first changed, removed or reordered event."""
+    import dataclasses
+
+    import asyncpg
+    import msgspec
+
+    from application.contexts import CONTEXTS
+    from projections.audit_chain import Verification, verify
+
+    if context is not None and context not in CONTEXTS:
+        raise click.BadParameter(f"context must be one of {', '.join(CONTEXTS)}")
+    settings = load_settings()
+
+    async def run(url: str) -> Verification:
+        conn = await asyncpg.connect(url)
+        try:
+            return await verify(conn, context)
+        finally:
+            await conn.close()
+
+    with database(settings) as url:
+        try:
+            report = asyncio.run(run(url))
+        except LookupError as exc:
+            raise click.ClickException(str(exc)) from None
+    if as_json:
+        contexts = [{**dataclasses.asdict(c), "ok": c.ok} for c in report.contexts]
+        click.echo(msgspec.json.encode({"ok": report.ok, "contexts": contexts}))
+    else:
+        for c in report.contexts:
+            if c.broken is None:
+                head = f"head {c.head_position} {c.head_hash}" if c.head_hash else "empty chain"
+                click.echo(
+                    f"{c.context:12} ok      {c.verified} verified, "
+                    f"{c.unchained} not chained yet, {head}"
+                )
+            else:
+                click.echo(
+                    f"{c.context:12} BROKEN  at position {c.broken.position} "
+                    f"({c.broken.kind}): {c.broken.detail}"
+                )
+    if not report.ok:
+        click.echo("the audit chain is broken", err=True)
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

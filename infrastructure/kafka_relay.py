@@ -1,0 +1,329 @@
+"""The Kafka relay: every context's log, published at least once to ``aimm.<context>``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import msgspec
+from kafka import KafkaProducer
+from kafka.errors import KafkaError, KafkaTimeoutError
+
+from application.contexts import CONTEXTS
+from projections.events import Event, envelope, event_id, events_table, read_events
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TOPIC_PREFIX = "aimm"
+DEFAULT_BATCH = 1000
+
+POSITIONS_DDL = """
+    CREATE TABLE IF NOT EXISTS aimm_relay_positions (
+        context text PRIMARY KEY,
+        position bigint NOT NULL DEFAULT 0,
+        updated_at timestamptz NOT NULL DEFAULT now()
+    )
+"""
+
+# One relay publishes at a time: a second one (say `aimm relay` started beside
+# `aimm dev`) waits on this lock as a standby instead of doubling every record.
+LEADER_LOCK = "aimm.kafka_relay"
+
+# The producer settings the guarantees rest on; callers may tune the rest.
+PRODUCER_CONFIG: dict[str, Any] = {
+    "enable_idempotence": True,
+    "acks": "all",
+    # One request in flight per broker: a batch for a partition is never sent while an
+    # earlier one for it is unanswered, so a failed batch cannot be overtaken by a later
+    # one, even on a broker that does not check idempotent sequence numbers (tansu).
+    "max_in_flight_requests_per_connection": 1,
+    # A bounded delivery time lets flush() end with every future decided, so the relay
+    # knows exactly which records were acknowledged before it tries again.
+    "delivery_timeout_ms": 30_000,
+    "request_timeout_ms": 10_000,
+    "max_block_ms": 10_000,
+    "bootstrap_timeout_ms": 10_000,
+    "linger_ms": 5,
+    "batch_size": 256 * 1024,
+}
+
+_encode = msgspec.json.Encoder().encode
+
+
+def topic_for(context: str, prefix: str = DEFAULT_TOPIC_PREFIX) -> str:
+    return f"{prefix}.{context}"
+
+
+@dataclass(frozen=True, slots=True)
+class OutRecord:
+    """One event as it is sent: keyed by aggregate so an aggregate stays in one partition."""
+
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+def out_record(event: Event) -> OutRecord:
+    return OutRecord(
+        key=str(event.aggregate_id).encode(),
+        value=_encode(envelope(event)),
+        headers=[("event_id", str(event_id(event)).encode()), ("type", event.type.encode())],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """How many records, counted from the first, the broker acknowledged; and why not more."""
+
+    acknowledged: int
+    error: BaseException | None = None
+
+
+class PublishError(RuntimeError):
+    """The broker did not acknowledge every record of a batch."""
+
+
+class KafkaPublisher:
+    """The synchronous side: a kafka-python producer, only ever called from worker threads.
+
+    A producer that failed any record is closed and replaced on the next batch: the new
+    one starts clean (new producer id, new sequence numbers) instead of carrying the
+    failed one's state.
+    """
+
+    def __init__(self, bootstrap: str, config: Mapping[str, Any] | None = None) -> None:
+        self.bootstrap = bootstrap
+        self.config = {**PRODUCER_CONFIG, **(config or {})}
+        self._producer: KafkaProducer | None = None
+
+    def _ensure(self) -> KafkaProducer:
+        if self._producer is None:
+            self._producer = KafkaProducer(bootstrap_servers=self.bootstrap, **self.config)
+        return self._producer
+
+    def publish(self, topic: str, records: Sequence[OutRecord]) -> Delivery:
+        """Send ``records`` in order, wait for the broker's answers, report the acked prefix."""
+        error: BaseException | None = None
+        futures: list[Any] = []
+        try:
+            producer = self._ensure()
+            for record in records:
+                futures.append(
+                    producer.send(topic, key=record.key, value=record.value, headers=record.headers)
+                )
+        except KafkaError as exc:  # no broker at start, or metadata never came (max_block_ms)
+            error = exc
+        if self._producer is not None:
+            # Bounded wait: delivery_timeout_ms decides every future well before this.
+            timeout = self.config["delivery_timeout_ms"] / 1000 + 5
+            try:
+                self._producer.flush(timeout=timeout)
+            except KafkaError as exc:
+                error = error or exc
+        acknowledged = 0
+        for future in futures:
+            if not future.succeeded():
+                error = error or future.exception or KafkaTimeoutError("record not acknowledged")
+                break
+            acknowledged += 1
+        if error is not None:
+            self.close()
+        return Delivery(acknowledged, error)
+
+    def close(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            # publish() waited past delivery_timeout_ms, so nothing is left undecided and
+            # this returns at once; should a record still hang, close() raises from its
+            # flush and the producer is dropped regardless: its record was not counted.
+            with contextlib.suppress(KafkaError):
+                producer.close(timeout=5)
+
+
+async def setup(conn: asyncpg.Connection, contexts: Iterable[str] = CONTEXTS) -> None:
+    """Create the positions table and a row per context (safe to run concurrently)."""
+    async with conn.transaction():
+        # Two relays starting together would race on CREATE TABLE IF NOT EXISTS.
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('aimm.relay_setup', 0))")
+        await conn.execute(POSITIONS_DDL)
+        await conn.executemany(
+            "INSERT INTO aimm_relay_positions (context) VALUES ($1) ON CONFLICT DO NOTHING",
+            [(context,) for context in contexts],
+        )
+
+
+async def relay_positions(conn: asyncpg.Connection) -> dict[str, int]:
+    rows = await conn.fetch("SELECT context, position FROM aimm_relay_positions")
+    return {row["context"]: row["position"] for row in rows}
+
+
+class KafkaRelay:
+    """Publishes every event of every context's log to ``<prefix>.<context>``.
+
+    Delivery is **at least once**, in log order per aggregate. For each context the
+    relay reads a batch past its stored position, sends each event's envelope (JSON,
+    keyed by aggregate id, headers ``event_id`` and ``type``) through an idempotent
+    producer with ``acks="all"``, waits until the broker has answered every record, and
+    only then moves the position to the last record of the acknowledged prefix. So a
+    record is never counted as published before the broker has it (nothing is lost),
+    but a relay stopped between the acknowledgement and the position update, or a batch
+    that failed half-way, sends some records again: consumers dedupe by ``event_id``
+    (see ``infrastructure.kafka_consumer``). Kafka transactions are not used; the
+    broker aimm is tested against does not enforce them.
+
+    It wakes on the NOTIFY the event store sends for every insert, with a timer as a
+    fallback, and backs off while the broker is unreachable. One relay leads at a time
+    (a PostgreSQL advisory lock); others wait until it stops.
+    """
+
+    def __init__(  # noqa: PLR0913
+        self,
+        pool: asyncpg.Pool,
+        bootstrap: str,
+        *,
+        contexts: Sequence[str] = CONTEXTS,
+        topic_prefix: str = DEFAULT_TOPIC_PREFIX,
+        batch_size: int = DEFAULT_BATCH,
+        producer_config: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.pool = pool
+        self.contexts = tuple(contexts)
+        self.topic_prefix = topic_prefix
+        self.batch_size = batch_size
+        self.publisher = KafkaPublisher(bootstrap, producer_config)
+        self.failures = 0  # failed publish attempts since start, for logs and tests
+        self.last_error: BaseException | None = None
+        self.leading = False  # holds the leader lock (inside run)
+        self._wake = asyncio.Event()
+
+    async def setup(self) -> None:
+        async with self.pool.acquire() as conn:
+            await setup(conn, self.contexts)
+
+    async def step(self, context: str) -> int:
+        """Publish one batch of ``context``'s log; returns how many events were published.
+
+        Raises :class:`PublishError` (after recording the acknowledged prefix) when the
+        broker did not acknowledge the whole batch. Called outside :meth:`run`, it does
+        not take the leader lock: the caller makes sure no other relay is running.
+        """
+        async with self.pool.acquire() as conn:
+            position = await conn.fetchval(
+                "SELECT position FROM aimm_relay_positions WHERE context = $1", context
+            )
+            events = await read_events(conn, context, position, self.batch_size)
+        if not events:
+            return 0
+        records = [out_record(event) for event in events]
+        # kafka-python blocks; keep it off the event loop so NOTIFYs and stop stay live.
+        delivery = await asyncio.to_thread(
+            self.publisher.publish, topic_for(context, self.topic_prefix), records
+        )
+        if delivery.acknowledged:
+            async with self.pool.acquire() as conn:
+                await conn.execute(
+                    "UPDATE aimm_relay_positions SET position = $2, updated_at = now() "
+                    "WHERE context = $1",
+                    context,
+                    events[delivery.acknowledged - 1].position,
+                )
+        if delivery.error is not None:
+            raise PublishError(
+                f"{context}: broker acknowledged {delivery.acknowledged} of {len(events)} "
+                f"records after position {position}: {delivery.error!r}"
+            ) from delivery.error
+        return len(events)
+
+    async def catch_up(self, stop: asyncio.Event | None = None) -> int:
+        """Publish batches until every followed log is fully published (or ``stop``)."""
+        total = 0
+        # Checked between batches so a relay with a long backlog still stops promptly.
+        while stop is None or not stop.is_set():
+            done = 0
+            for context in self.contexts:
+                done += await self.step(context)
+            total += done
+            if done == 0:
+                break
+        return total
+
+    async def run(
+        self, stop: asyncio.Event, idle_timeout: float = 1.0, max_backoff: float = 10.0
+    ) -> None:
+        """Lead (or wait to), catch up, then follow the logs until ``stop`` is set."""
+        await self.setup()
+        conn = await self.pool.acquire()
+        try:
+            if not await self._lead(conn, stop):
+                return
+            for context in self.contexts:
+                await conn.add_listener(events_table(context), self._on_notify)
+            backoff = 0.5
+            while not stop.is_set():
+                self._wake.clear()
+                try:
+                    published = await self.catch_up(stop)
+                    if published:
+                        log.info("relayed %d events to Kafka", published)
+                    backoff = 0.5
+                except PublishError as exc:
+                    self.failures += 1
+                    self.last_error = exc
+                    log.warning("Kafka relay: %s; retrying in %.1fs", exc, backoff)
+                    # Only the timer may end a backoff: a NOTIFY must not hammer a dead broker.
+                    await _wait(stop, None, backoff)
+                    backoff = min(backoff * 2, max_backoff)
+                    continue
+                await _wait(stop, self._wake, idle_timeout)
+        finally:
+            try:
+                for context in self.contexts:
+                    await conn.remove_listener(events_table(context), self._on_notify)
+                await conn.execute(
+                    "SELECT pg_advisory_unlock(hashtextextended($1, 0))", LEADER_LOCK
+                )
+            except (asyncpg.PostgresError, OSError):
+                # A pooled connection must not go back still holding the leader lock.
+                conn.terminate()
+            self.leading = False
+            await self.pool.release(conn)
+            await self.close()
+
+    async def close(self) -> None:
+        """Close the producer (``run`` does this itself when it ends)."""
+        await asyncio.to_thread(self.publisher.close)
+
+    async def _lead(self, conn: asyncpg.Connection, stop: asyncio.Event) -> bool:
+        """Take the leader lock on ``conn``; False if stopped while waiting for it."""
+        waiting_logged = False
+        while not stop.is_set():
+            if await conn.fetchval(
+                "SELECT pg_try_advisory_lock(hashtextextended($1, 0))", LEADER_LOCK
+            ):
+                self.leading = True
+                return True
+            if not waiting_logged:
+                log.info("another Kafka relay is running; standing by")
+                waiting_logged = True
+            await _wait(stop, None, 1.0)
+        return False
+
+    def _on_notify(self, *_: object) -> None:
+        self._wake.set()
+
+
+async def _wait(stop: asyncio.Event, wake: asyncio.Event | None, seconds: float) -> None:
+    """Sleep up to ``seconds``, ending early when ``stop`` (or ``wake``) is set."""
+    waiters = {asyncio.ensure_future(stop.wait())}
+    if wake is not None:
+        waiters.add(asyncio.ensure_future(wake.wait()))
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
