@@ -17,9 +17,11 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.plugins.prometheus import PrometheusConfig
 
 from api.auth import authentication_middleware, correlation_middleware
+from api.controllers.audit import AuditController
 from api.controllers.health import HealthController, MetricsController
 from api.controllers.models import ModelController
 from api.errors import EXCEPTION_HANDLERS
+from api.keycache import KeyCache
 from application.contexts import Contexts
 from infrastructure.postgres import create_pool, eventsourcing_env
 from infrastructure.schema import migrate
@@ -29,7 +31,12 @@ from projections.engine import Projector
 
 log = logging.getLogger(__name__)
 
-ROUTES: list[Any] = [HealthController, MetricsController, ModelController]
+ROUTES: list[Any] = [
+    AuditController,
+    HealthController,
+    MetricsController,
+    ModelController,
+]
 
 
 def create_app(settings: Settings, database_url: str, *, run_projector: bool = False) -> Litestar:
@@ -43,6 +50,8 @@ def create_app(settings: Settings, database_url: str, *, run_projector: bool = F
         contexts = await anyio.to_thread.run_sync(lambda: Contexts(eventsourcing_env(database_url)))
         app.state.pool = pool
         app.state.contexts = contexts
+        app.state.key_cache = KeyCache(pool)
+        await app.state.key_cache.start()
         stop = asyncio.Event()
         task = None
         if run_projector:
@@ -54,6 +63,7 @@ def create_app(settings: Settings, database_url: str, *, run_projector: bool = F
             if task is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(task, timeout=10)
+            await app.state.key_cache.stop()
             await anyio.to_thread.run_sync(contexts.close)
             await pool.close()
 

@@ -18,7 +18,7 @@ from litestar.middleware import (
 )
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from infrastructure.keys import Principal, authenticate
+from infrastructure.keys import Principal
 
 BOOTSTRAP_ADMIN = "bootstrap-admin"
 OPEN_PATHS = {"/health/live", "/health/ready"}
@@ -36,8 +36,7 @@ class KeyAuthentication(AbstractAuthenticationMiddleware):
         bootstrap: str | None = state.settings_admin_key
         if bootstrap is not None and hmac.compare_digest(key.encode(), bootstrap.encode()):
             return AuthenticationResult(Principal(BOOTSTRAP_ADMIN, frozenset({"admin"})), key)
-        async with state.pool.acquire() as conn:
-            principal = await authenticate(conn, key)
+        principal = await state.key_cache.lookup(key)
         if principal is None:
             raise NotAuthorizedException("the API key is unknown or revoked")
         return AuthenticationResult(principal, key)

@@ -91,10 +91,12 @@ def _validation_fields(exc: ValidationException) -> list[dict[str, str]]:
     fields = []
     for item in exc.extra if isinstance(exc.extra, list) else []:
         if isinstance(item, dict):
+            source = item.get("source") or "body"
+            source = str(getattr(source, "value", source))  # Litestar passes an enum
             fields.append(
                 {
-                    "field": str(item.get("key") or item.get("source") or "body"),
-                    "source": str(item.get("source") or "body"),
+                    "field": str(item.get("key") or source),
+                    "source": source,
                     "message": str(item.get("message", "")),
                 }
             )

@@ -26,8 +26,18 @@ CREATE TABLE IF NOT EXISTS aimm_api_keys (
     agent_id text,
     created_at timestamptz NOT NULL DEFAULT now(),
     revoked_at timestamptz
-)
+);
+CREATE OR REPLACE FUNCTION aimm_keys_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('aimm_keys', '');
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE TRIGGER aimm_keys_changed AFTER INSERT OR UPDATE OR DELETE
+    ON aimm_api_keys FOR EACH STATEMENT EXECUTE FUNCTION aimm_keys_changed();
 """
+# Every change to the key table (create, revoke, even a hand-written UPDATE) notifies
+# this channel, so servers drop their cached key lookups at once.
+KEYS_CHANNEL = "aimm_keys"
 
 
 class InvalidKeyRequestError(ValueError):

@@ -21,6 +21,8 @@ async def migrate(url: str) -> None:
     contexts.close()
     conn = await asyncpg.connect(url)
     try:
+        # Several processes migrate at start (API, projector, relay): one at a time.
+        await conn.execute("SELECT pg_advisory_lock(hashtextextended('aimm.migrate', 0))")
         await conn.execute(keys.DDL)
         await engine.setup(conn, all_projections())
     finally:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from projections.audit import AuditIndex
+from projections.audit_chain import AuditChain
 from projections.base import Projection
 from projections.registry_models import RegistryModels
 
 
 def all_projections() -> list[Projection]:
-    return [RegistryModels()]
+    return [AuditIndex(), AuditChain(), RegistryModels()]
 
 
 def by_name(name: str) -> Projection:
