@@ -326,19 +326,26 @@ def projections_status() -> None:
 
 @projections.command("rebuild")
 @click.option("--as-of", "as_of", default=None, help="Only events up to this ISO timestamp, into a separate asof_* schema.")
-@click.option("--projection", "names", multiple=True, help="Rebuild only these (default: all).")
+@click.option("--projection", "names", multiple=True, help="Rebuild only these (default: all but the audit chain).")
 def projections_rebuild(as_of: str | None, names: tuple[str, ...]) -> None:
-    """Rebuild read models from the logs into fresh tables, then switch to them."""
+    """Rebuild read models from the logs into fresh tables, then switch to them.
+
+    The audit chain is rebuilt only when named, and only while it still verifies:
+    rehashing a tampered log would erase the evidence the chain exists to keep.
+    """
     from rich.progress import Progress
 
     from infrastructure.postgres import create_pool
     from infrastructure.schema import migrate as run_migrate
+    from projections.audit_chain import AuditChain, verify
     from projections.catalog import all_projections
     from projections.engine import rebuild
 
     settings = load_settings()
     cutoff = parse_time(as_of)
-    chosen = [p for p in all_projections() if not names or p.name in names]
+    chosen = [
+        p for p in all_projections() if (p.name in names if names else p.name != AuditChain.name)
+    ]
     unknown = set(names) - {p.name for p in chosen}
     if unknown:
         raise click.BadParameter(f"unknown projection(s): {', '.join(sorted(unknown))}")
@@ -347,6 +354,14 @@ def projections_rebuild(as_of: str | None, names: tuple[str, ...]) -> None:
         await run_migrate(url)
         pool = await create_pool(url, max_size=2)
         try:
+            if cutoff is None and any(p.name == AuditChain.name for p in chosen):
+                async with pool.acquire() as conn:
+                    report = await verify(conn)
+                if not report.ok:
+                    raise click.ClickException(
+                        "the audit chain does not verify (see `aimm audit verify`); "
+                        "rebuilding it would erase that evidence, so it was not rebuilt"
+                    )
             with Progress() as progress:
                 for projection in chosen:
                     task = progress.add_task(projection.name, total=None)

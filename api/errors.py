@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
 from litestar import MediaType, Request, Response
 from litestar.exceptions import (
     HTTPException,
@@ -140,6 +141,11 @@ def on_domain(request: Request[Any, Any, Any], exc: DomainError) -> Response[Any
     return problem(request, HTTP_422_UNPROCESSABLE_ENTITY, str(exc))
 
 
+def on_unstorable_text(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    # PostgreSQL text cannot hold NUL (or bytes invalid in UTF-8): the input is at fault.
+    return problem(request, HTTP_400_BAD_REQUEST, "text must not contain NUL characters")
+
+
 def on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem(
@@ -155,6 +161,8 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     NotFoundException: on_http,
     ProblemError: on_problem,
     DomainError: on_domain,
+    asyncpg.exceptions.CharacterNotInRepertoireError: on_unstorable_text,
+    asyncpg.exceptions.UntranslatableCharacterError: on_unstorable_text,
     Exception: on_unexpected,
 }
 

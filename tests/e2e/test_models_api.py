@@ -151,7 +151,10 @@ async def test_a_name_the_domain_refuses_is_422_and_a_taken_name_409(api: Api) -
 
 @pytest.mark.parametrize(
     "query",
-    ["limit=0", "limit=100000", "cursor=%%%", "kind=quantum", "wait_for=nowhere:1", "limit=abc"],
+    [
+        "limit=0", "limit=100000", "cursor=%%%", "kind=quantum", "wait_for=nowhere:1",
+        "limit=abc", "q=a%00b", "tag=x%00",
+    ],
 )
 async def test_bad_query_parameters_are_400(api: Api, query: str) -> None:
     is_problem(await api.client.get(f"{MODELS}?{query}", headers=api.auth("viewer")), 400)

@@ -69,3 +69,17 @@ def test_request_fingerprints_differ_when_any_part_differs() -> None:
     assert base == request_fingerprint("post", "/a", b"{}")
     assert base != request_fingerprint("POST", "/b", b"{}")
     assert base != request_fingerprint("POST", "/a", b"{ }")
+
+
+def test_text_with_a_nul_character_is_refused_before_it_is_stored() -> None:
+    from domain.base import UnstorableTextError
+
+    with pytest.raises(UnstorableTextError):
+        register(description="bad\x00text")
+    model = register()
+    with pytest.raises(UnstorableTextError):
+        model.update_details(tags=["ok", "b\x00d"])
+    with pytest.raises(UnstorableTextError):
+        model.register_version(
+            artifact="a", framework="", parameters={"k\x00": 1}, metrics={}, lineage={}, description=""
+        )
