@@ -1,0 +1,1 @@
+"""Reproducible benchmarks that print their figures and ratios against a baseline."""
