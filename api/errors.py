@@ -166,4 +166,4 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     Exception: on_unexpected,
 }
 
-__all__ = ["EXCEPTION_HANDLERS", "PROBLEM_JSON", "ProblemError", "MediaType"]
+__all__ = ["EXCEPTION_HANDLERS", "PROBLEM_JSON", "MediaType", "ProblemError"]

@@ -26,7 +26,9 @@ def decode_cursor(cursor: str | None) -> Any:
         return msgspec.json.decode(raw)
     except (binascii.Error, msgspec.DecodeError, ValueError):
         raise ProblemError(
-            400, "cursor is not one this API returned", errors=[{"field": "cursor", "source": "query", "message": "invalid cursor"}]
+            400,
+            "cursor is not one this API returned",
+            errors=[{"field": "cursor", "source": "query", "message": "invalid cursor"}],
         ) from None
 
 

@@ -134,11 +134,11 @@ class ContextApplication(Application[UUID]):
         current = self.repository.get(aggregate_id).version
         return VersionConflictError(expected if expected is not None else current - 1, current)
 
-    def replay_as_of(self, aggregate_id: UUID, as_of: datetime | None) -> tuple[Aggregate, list[Any]]:
+    def replay_as_of(
+        self, aggregate_id: UUID, as_of: datetime | None
+    ) -> tuple[Aggregate, list[Any]]:
         """The aggregate rebuilt from its events up to ``as_of``, and those events."""
-        events = [
-            e for e in self.events.get(aggregate_id) if as_of is None or e.timestamp <= as_of
-        ]
+        events = [e for e in self.events.get(aggregate_id) if as_of is None or e.timestamp <= as_of]
         if not events:
             raise NotFoundError(f"aggregate {aggregate_id} has no events as of {as_of}")
         aggregate: Any = None

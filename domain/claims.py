@@ -74,7 +74,7 @@ class IdempotencyRecord(Aggregate):
         return claim_id("idempotency", f"{principal}\x00{key}")
 
     @classmethod
-    def record(  # noqa: PLR0913
+    def record(
         cls, *, principal: str, key: str, fingerprint: str, status_code: int, response: Any
     ) -> IdempotencyRecord:
         return cls._create(

@@ -19,9 +19,7 @@ class VersionConflictError(ConflictError):
     """The caller expected another aggregate version than the current one (HTTP 409)."""
 
     def __init__(self, expected: int, current: int) -> None:
-        super().__init__(
-            f"expected version {expected} but the current version is {current}"
-        )
+        super().__init__(f"expected version {expected} but the current version is {current}")
         self.expected = expected
         self.current = current
 

@@ -77,7 +77,9 @@ def validate_roles(roles: list[str], agent_id: str | None) -> None:
     if unknown or not roles:
         raise InvalidKeyRequestError(f"roles must be some of {', '.join(ROLES)}; got {roles}")
     if ("agent" in roles) != (agent_id is not None):
-        raise InvalidKeyRequestError("the agent role needs --agent ID, and only the agent role takes one")
+        raise InvalidKeyRequestError(
+            "the agent role needs --agent ID, and only the agent role takes one"
+        )
 
 
 async def create_key(

@@ -38,8 +38,7 @@ class Settings:
             parts = urlsplit(database_url)
             if parts.scheme not in ("postgresql", "postgres"):
                 raise SettingsError(
-                    "AIMM_DATABASE_URL must be a postgresql:// URL, "
-                    f"got scheme {parts.scheme!r}"
+                    f"AIMM_DATABASE_URL must be a postgresql:// URL, got scheme {parts.scheme!r}"
                 )
         port_text = env.get("AIMM_PORT", "8000")
         try:

@@ -40,9 +40,15 @@ log = logging.getLogger(__name__)
 
 INDEX_TABLE = "rm_audit_events"
 COLUMNS = (
-    "context", "position", "aggregate_id", "version", "type", "timestamp",
-    "principal", "correlation_id",
-)  # fmt: skip
+    "context",
+    "position",
+    "aggregate_id",
+    "version",
+    "type",
+    "timestamp",
+    "principal",
+    "correlation_id",
+)
 
 
 class AuditIndex:
@@ -77,14 +83,20 @@ class AuditIndex:
         self, conn: asyncpg.Connection, tables: Mapping[str, str], events: Sequence[Event]
     ) -> None:
         records = [
-            (e.context, e.position, e.aggregate_id, e.version, e.type, e.timestamp,
-             e.meta.get("principal"), e.meta.get("correlation_id"))
+            (
+                e.context,
+                e.position,
+                e.aggregate_id,
+                e.version,
+                e.type,
+                e.timestamp,
+                e.meta.get("principal"),
+                e.meta.get("correlation_id"),
+            )
             for e in events
-        ]  # fmt: skip
+        ]
         schema, name = split_table(tables["audit_events"])
-        await conn.copy_records_to_table(
-            name, schema_name=schema, columns=COLUMNS, records=records
-        )
+        await conn.copy_records_to_table(name, schema_name=schema, columns=COLUMNS, records=records)
 
 
 @dataclass(frozen=True)
@@ -122,9 +134,12 @@ def _where(f: EventFilter, after: EventKey | None) -> tuple[str, list[Any]]:
         conditions.append(sql.format(*refs))
 
     for column, value in (
-        ("context", f.context), ("aggregate_id", f.aggregate_id), ("type", f.type),
-        ("principal", f.principal), ("correlation_id", f.correlation_id),
-    ):  # fmt: skip
+        ("context", f.context),
+        ("aggregate_id", f.aggregate_id),
+        ("type", f.type),
+        ("principal", f.principal),
+        ("correlation_id", f.correlation_id),
+    ):
         if value is not None:
             add(f"{column} = {{}}", value)
     if f.since is not None:
@@ -137,8 +152,10 @@ def _where(f: EventFilter, after: EventKey | None) -> tuple[str, list[Any]]:
         else:
             add(
                 "(timestamp, context, position) > ({}, {}, {})",
-                after.timestamp, after.context, after.position,
-            )  # fmt: skip
+                after.timestamp,
+                after.context,
+                after.position,
+            )
     return (" WHERE " + " AND ".join(conditions)) if conditions else "", args
 
 

@@ -36,7 +36,7 @@ COLUMNS = ("context", "position", "aggregate_id", "version", "prev_hash", "hash"
 _NONE = (2**64 - 1).to_bytes(8, "big")  # the length prefix of an absent (NULL) field
 
 
-def canonical(  # noqa: PLR0913, PLR0917
+def canonical(  # noqa: PLR0913
     context: str,
     position: int,
     aggregate_id: UUID,
@@ -103,9 +103,7 @@ class AuditChain:
             records.append((e.context, e.position, e.aggregate_id, e.version, prev, digest))
             heads[e.context] = digest
         schema, name = split_table(table)
-        await conn.copy_records_to_table(
-            name, schema_name=schema, columns=COLUMNS, records=records
-        )
+        await conn.copy_records_to_table(name, schema_name=schema, columns=COLUMNS, records=records)
 
 
 @dataclass(frozen=True)
@@ -209,23 +207,26 @@ async def verify_context(
     while c is not None:
         if r is None or r[0] > c["position"]:
             broken = ChainBreak(
-                c["position"], "removed",
+                c["position"],
+                "removed",
                 f"the event chained at position {c['position']} "
                 f"{_event(c['aggregate_id'], c['version'])} is no longer in the log",
-            )  # fmt: skip
+            )
             break
         if r[0] < c["position"]:
             broken = ChainBreak(
-                r[0], "inserted",
+                r[0],
+                "inserted",
                 f"the event at position {r[0]} {_event(r[1], r[2])} was never chained, "
                 "but the chain covers later positions",
-            )  # fmt: skip
+            )
             break
         if bytes(c["prev_hash"]) != prev:
             broken = ChainBreak(
-                r[0], "chain_altered",
+                r[0],
+                "chain_altered",
                 f"the chain's link at position {r[0]} does not follow the one before it",
-            )  # fmt: skip
+            )
             break
         if link(prev, canonical(context, r[0], r[1], r[2], r[3], r[4])) != bytes(c["hash"]):
             broken = await _mismatch(conn, context, r, c)

