@@ -19,6 +19,7 @@ from litestar.plugins.prometheus import PrometheusConfig
 from api.auth import authentication_middleware, correlation_middleware
 from api.controllers.audit import AuditController
 from api.controllers.health import HealthController, MetricsController
+from api.controllers.model_versions import ModelVersionController
 from api.controllers.models import ModelController
 from api.errors import EXCEPTION_HANDLERS
 from api.keycache import KeyCache
@@ -36,6 +37,7 @@ ROUTES: list[Any] = [
     HealthController,
     MetricsController,
     ModelController,
+    ModelVersionController,
 ]
 
 

@@ -1,16 +1,26 @@
-"""Registry context: register models and change their details."""
+"""Registry context: register models and their versions, record metrics, deploy, roll back."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar
 from uuid import UUID
 
-from application.base import CommandResult, ContextApplication, Idempotency, Response, StoredResponse
+from application.base import (
+    CommandResult,
+    ContextApplication,
+    Idempotency,
+    Response,
+    StoredResponse,
+)
 from domain.claims import UniqueClaim
 from domain.errors import DuplicateNameError
 from domain.registry.model import Model
+from domain.registry.versions import Deployment
 
 MODEL_NAME_SCOPE = "registry/model-name"
+T = TypeVar("T")
 
 
 class RegistryApplication(ContextApplication):
@@ -42,6 +52,36 @@ class RegistryApplication(ContextApplication):
             lambda: DuplicateNameError(f"a model named {model.name!r} already exists"),
         )
 
+    def change_model(
+        self,
+        model_id: UUID,
+        act: Callable[[Model], T],
+        respond: Callable[[Model, T], Response],
+        *,
+        expected_version: int | None = None,
+        idem: Idempotency | None = None,
+    ) -> CommandResult[StoredResponse]:
+        """Load, check the expected version, act, save — or replay an idempotent retry.
+
+        An act that triggers no event (nothing changed) saves nothing and answers as is.
+        """
+        replay = self.idempotent_replay(idem)
+        if replay is not None:
+            return replay
+        model = self.get_model(model_id)
+        self.check_expected_version(model, expected_version)
+        before = model.version
+        outcome = act(model)
+        if model.version == before and idem is None:
+            position = self.recorder.max_notification_id() or 0
+            return CommandResult(self.name, position, StoredResponse(*respond(model, outcome)))
+        return self.save_command(
+            [model],
+            idem,
+            lambda: respond(model, outcome),
+            lambda: self.version_conflict(model_id, expected_version),
+        )
+
     def update_model(  # noqa: PLR0913
         self,
         model_id: UUID,
@@ -53,18 +93,118 @@ class RegistryApplication(ContextApplication):
         tags: list[str] | None = None,
         respond: Callable[[Model], Response],
     ) -> CommandResult[StoredResponse]:
-        model = self.get_model(model_id)
-        self.check_expected_version(model, expected_version)
-        if not model.update_details(task=task, description=description, owner=owner, tags=tags):
-            position = self.recorder.max_notification_id() or 0
-            status, body = respond(model)
-            return CommandResult(self.name, position, StoredResponse(status, body))
-        return self.save_command(
-            [model],
-            None,
-            lambda: respond(model),
-            lambda: self.version_conflict(model_id, expected_version),
+        return self.change_model(
+            model_id,
+            lambda m: m.update_details(task=task, description=description, owner=owner, tags=tags),
+            lambda m, _: respond(m),
+            expected_version=expected_version,
         )
+
+    def register_version(  # noqa: PLR0913
+        self,
+        model_id: UUID,
+        *,
+        artifact: str,
+        framework: str,
+        parameters: dict[str, Any],
+        metrics: dict[str, float],
+        lineage: dict[str, Any],
+        description: str,
+        expected_version: int | None = None,
+        idem: Idempotency | None = None,
+        respond: Callable[[Model, int], Response],
+    ) -> CommandResult[StoredResponse]:
+        return self.change_model(
+            model_id,
+            lambda m: m.register_version(
+                artifact=artifact,
+                framework=framework,
+                parameters=parameters,
+                metrics=metrics,
+                lineage=lineage,
+                description=description,
+            ),
+            respond,
+            expected_version=expected_version,
+            idem=idem,
+        )
+
+    def record_metrics(  # noqa: PLR0913
+        self,
+        model_id: UUID,
+        version: int,
+        metrics: dict[str, float],
+        source: str,
+        *,
+        idem: Idempotency | None = None,
+        respond: Callable[[Model, None], Response],
+    ) -> CommandResult[StoredResponse]:
+        return self.change_model(
+            model_id, lambda m: m.record_metrics(version, metrics, source), respond, idem=idem
+        )
+
+    def deploy(  # noqa: PLR0913
+        self,
+        model_id: UUID,
+        version: int,
+        environment: str,
+        reason: str,
+        *,
+        expected_version: int | None = None,
+        idem: Idempotency | None = None,
+        respond: Callable[[Model, Deployment], Response],
+    ) -> CommandResult[StoredResponse]:
+        return self.change_model(
+            model_id,
+            lambda m: m.deploy(version, environment, reason),
+            respond,
+            expected_version=expected_version,
+            idem=idem,
+        )
+
+    def rollback(  # noqa: PLR0913
+        self,
+        model_id: UUID,
+        environment: str,
+        version: int | None,
+        reason: str,
+        *,
+        expected_version: int | None = None,
+        idem: Idempotency | None = None,
+        respond: Callable[[Model, Deployment], Response],
+    ) -> CommandResult[StoredResponse]:
+        return self.change_model(
+            model_id,
+            lambda m: m.rollback(environment, version, reason),
+            respond,
+            expected_version=expected_version,
+            idem=idem,
+        )
+
+    def set_status(  # noqa: PLR0913
+        self,
+        model_id: UUID,
+        version: int,
+        status: str,
+        reason: str,
+        *,
+        expected_version: int | None = None,
+        respond: Callable[[Model, None], Response],
+    ) -> CommandResult[StoredResponse]:
+        """Stage (a candidate again) or archive a version that is not active."""
+        act: Callable[[Model], None] = (
+            (lambda m: m.stage(version, reason))
+            if status == "staging"
+            else (lambda m: m.archive(version, reason))
+        )
+        return self.change_model(model_id, act, respond, expected_version=expected_version)
 
     def get_model(self, model_id: UUID) -> Model:
         return self.load(model_id, Model, "model")
+
+    def get_model_as_of(self, model_id: UUID, as_of: datetime) -> Model:
+        """The model as it was at ``as_of`` (replayed from its events)."""
+        self.get_model(model_id)  # 404 for an unknown id before asking about its past
+        aggregate, _ = self.replay_as_of(model_id, as_of)
+        assert isinstance(aggregate, Model)
+        return aggregate

@@ -6,10 +6,11 @@ from projections.audit import AuditIndex
 from projections.audit_chain import AuditChain
 from projections.base import Projection
 from projections.registry_models import RegistryModels
+from projections.registry_versions import RegistryVersions
 
 
 def all_projections() -> list[Projection]:
-    return [AuditIndex(), AuditChain(), RegistryModels()]
+    return [AuditIndex(), AuditChain(), RegistryModels(), RegistryVersions()]
 
 
 def by_name(name: str) -> Projection:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
+import anyio.to_thread
 from litestar import Controller, Request, Response, get, patch, post
 from litestar.params import Parameter
 
@@ -13,11 +15,13 @@ from api.commands import expected_version, idempotency, principal_of, run_comman
 from api.consistency import wait_for
 from api.errors import ProblemError
 from api.pagination import DEFAULT_LIMIT, check_limit, decode_cursor, encode_cursor
-from api.schemas import ModelCreate, ModelOut, ModelPage, ModelUpdate
+from api.registry_schemas import ModelDetail, ModelSummaryPage
+from api.registry_views import detail_from_aggregate, detail_from_read_models, summary_from_row
+from api.schemas import ModelCreate, ModelOut, ModelUpdate
 from application.base import Response as CommandResponse
 from application.contexts import Contexts
 from domain.registry.model import Model
-from projections import registry_models
+from projections import registry_versions
 
 WaitFor = Annotated[
     str | None,
@@ -41,8 +45,9 @@ def model_out(model: Model) -> ModelOut:
     )
 
 
-def row_out(row: Any) -> ModelOut:
-    return ModelOut(**{field: row[field] for field in ModelOut.__struct_fields__})
+def aware(moment: datetime) -> datetime:
+    """A timestamp without a zone is taken as UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 class ModelController(Controller):
@@ -63,53 +68,69 @@ class ModelController(Controller):
         return await run_command(
             request,
             lambda: contexts.registry.register_model(
-                name=data.name, kind=data.kind, task=data.task, description=data.description,
-                owner=owner, tags=data.tags, idem=idem, respond=respond,
-            ),  # fmt: skip
+                name=data.name,
+                kind=data.kind,
+                task=data.task,
+                description=data.description,
+                owner=owner,
+                tags=data.tags,
+                idem=idem,
+                respond=respond,
+            ),
             location=lambda body: f"{self.path}/{body['id']}",
         )
 
     @get("/", guards=[READ])
-    async def list_models(
+    async def list_models(  # noqa: PLR0913
         self,
         request: Request[Any, Any, Any],
-        kind: Annotated[str | None, Parameter(query="kind")] = None,
-        tag: str | None = None,
+        kind: Literal["llm", "ml"] | None = None,
+        status: Literal["staging", "active", "archived"] | None = None,
+        tag: Annotated[str | None, Parameter(max_length=64)] = None,
         q: Annotated[str | None, Parameter(max_length=200)] = None,
         limit: int = DEFAULT_LIMIT,
         cursor: str | None = None,
         wait: WaitFor = None,
-    ) -> ModelPage:
-        """All models, by name, filtered by kind, tag and a text query (F11.1.1)."""
+    ) -> ModelSummaryPage:
+        """All models by name, with latest and active versions; filters (F11.1.1)."""
         await wait_for(request, wait)
-        if kind is not None and kind not in ("llm", "ml"):
-            raise ProblemError(
-                400, "kind must be llm or ml",
-                errors=[{"field": "kind", "source": "query", "message": "must be llm or ml"}],
-            )  # fmt: skip
         after = decode_cursor(cursor)
         if after is not None and not isinstance(after, str):
             raise ProblemError(400, "cursor is not one this API returned")
         limit = check_limit(limit)
         async with request.app.state.pool.acquire() as conn:
-            rows = await registry_models.list_models(
-                conn, kind=kind, tag=tag, q=q, after_name=after, limit=limit + 1
+            rows = await registry_versions.list_summaries(
+                conn, kind=kind, status=status, tag=tag, q=q, after_name=after, limit=limit + 1
             )
-        items = [row_out(r) for r in rows[:limit]]
+        items = [summary_from_row(r) for r in rows[:limit]]
         next_cursor = encode_cursor(items[-1].name) if len(rows) > limit else None
-        return ModelPage(items=items, next_cursor=next_cursor)
+        return ModelSummaryPage(items=items, next_cursor=next_cursor)
 
     @get("/{model_id:uuid}", guards=[READ])
     async def get_model(
-        self, request: Request[Any, Any, Any], model_id: UUID, wait: WaitFor = None
-    ) -> Response[ModelOut]:
-        """One model; its aggregate version is the ETag for optimistic concurrency."""
-        await wait_for(request, wait)
-        async with request.app.state.pool.acquire() as conn:
-            row = await registry_models.get_model(conn, model_id)
-        if row is None:
-            raise ProblemError(404, f"model {model_id} not found")
-        return Response(row_out(row), headers={"ETag": f'"{row["version"]}"'})
+        self,
+        request: Request[Any, Any, Any],
+        model_id: UUID,
+        contexts: Contexts,
+        as_of: datetime | None = None,
+        wait: WaitFor = None,
+    ) -> Response[ModelDetail]:
+        """A model with every version, its metrics and deployments; ETag is its version.
+        ``as_of`` answers from the model's events up to that time."""
+        if as_of is not None:
+            when = aware(as_of)
+            model = await anyio.to_thread.run_sync(
+                lambda: contexts.registry.get_model_as_of(model_id, when)
+            )
+            detail = detail_from_aggregate(model, when)
+        else:
+            await wait_for(request, wait)
+            async with request.app.state.pool.acquire() as conn:
+                found = await detail_from_read_models(conn, model_id)
+            if found is None:
+                raise ProblemError(404, f"model {model_id} not found")
+            detail = found
+        return Response(detail, headers={"ETag": f'"{detail.version}"'})
 
     @patch("/{model_id:uuid}", guards=[WRITE])
     async def update_model(
@@ -124,8 +145,12 @@ class ModelController(Controller):
         return await run_command(
             request,
             lambda: contexts.registry.update_model(
-                model_id, expected_version=expected, task=data.task,
-                description=data.description, owner=data.owner, tags=data.tags,
+                model_id,
+                expected_version=expected,
+                task=data.task,
+                description=data.description,
+                owner=data.owner,
+                tags=data.tags,
                 respond=lambda model: (200, to_builtins(model_out(model))),
-            ),  # fmt: skip
+            ),
         )

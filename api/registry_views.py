@@ -1,0 +1,134 @@
+"""Assemble registry responses from read-model rows, or from a replayed aggregate (as_of)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import msgspec
+
+from api.registry_schemas import (
+    DeploymentOut,
+    MetricsOut,
+    ModelDetail,
+    ModelSummary,
+    VersionOut,
+)
+from domain.registry.model import Model
+from domain.registry.versions import Deployment, ModelVersion
+from projections import registry_models, registry_versions
+
+_decode = msgspec.json.decode
+
+
+def _json(value: Any) -> Any:
+    return _decode(value) if isinstance(value, str | bytes) else value
+
+
+def active_of(versions: Sequence[Any]) -> dict[str, int]:
+    return {env: v["version"] for v in versions for env in v["environments"]}
+
+
+def deployment_out(d: Deployment) -> DeploymentOut:
+    return DeploymentOut(
+        sequence=d.sequence,
+        action=d.action,
+        environment=d.environment,
+        version=d.version,
+        previous_version=d.previous_version,
+        reason=d.reason,
+        deployed_at=datetime.fromisoformat(d.at),
+        deployed_by=d.by,
+    )
+
+
+def version_out(v: ModelVersion) -> VersionOut:
+    return VersionOut(
+        version=v.version,
+        status=v.status,
+        environments=list(v.environments),
+        artifact=v.artifact,
+        framework=v.framework,
+        parameters=v.parameters,
+        metrics=v.metrics,
+        metrics_history=[
+            MetricsOut(m.metrics, m.source, datetime.fromisoformat(m.recorded_at), m.recorded_by)
+            for m in v.metrics_history
+        ],
+        lineage=v.lineage,
+        description=v.description,
+        created_at=datetime.fromisoformat(v.created_at),
+        created_by=v.created_by,
+    )
+
+
+def detail_from_aggregate(model: Model, as_of: datetime | None = None) -> ModelDetail:
+    return ModelDetail(
+        id=model.id,
+        name=model.name,
+        kind=model.kind,
+        task=model.task,
+        description=model.description,
+        owner=model.owner,
+        tags=list(model.tags),
+        version=model.version,
+        created_at=model.created_on,
+        updated_at=model.modified_on,
+        created_by=model.created_by,
+        latest_version=model.latest_version,
+        active=dict(model.active),
+        versions=[version_out(v) for _, v in sorted(model.versions.items())],
+        deployments=[deployment_out(d) for d in model.deployments],
+        as_of=as_of,
+    )
+
+
+def summary_from_row(row: Any) -> ModelSummary:
+    return ModelSummary(
+        **{f: row[f] for f in registry_models.COLUMNS if f in ModelSummary.__struct_fields__},
+        latest_version=row["latest_version"],
+        active=_json(row["active"]) or {},
+    )
+
+
+def deployment_from_row(row: Any) -> DeploymentOut:
+    return DeploymentOut(**{f: row[f] for f in DeploymentOut.__struct_fields__})
+
+
+async def detail_from_read_models(conn: asyncpg.Connection, model_id: UUID) -> ModelDetail | None:
+    model = await registry_models.get_model(conn, model_id)
+    if model is None:
+        return None
+    versions = await registry_versions.versions_of(conn, model_id)
+    history: dict[int, list[MetricsOut]] = {}
+    for m in await registry_versions.metrics_of(conn, model_id):
+        history.setdefault(m["version"], []).append(
+            MetricsOut(_json(m["metrics"]), m["source"], m["recorded_at"], m["recorded_by"])
+        )
+    deployments = await registry_versions.deployments_of(conn, model_id)
+    return ModelDetail(
+        **{f: model[f] for f in registry_models.COLUMNS if f in ModelDetail.__struct_fields__},
+        latest_version=versions[-1]["version"] if versions else None,
+        active=active_of(versions),
+        versions=[
+            VersionOut(
+                version=v["version"],
+                status=v["status"],
+                environments=list(v["environments"]),
+                artifact=v["artifact"],
+                framework=v["framework"],
+                parameters=_json(v["parameters"]),
+                metrics=_json(v["metrics"]),
+                metrics_history=history.get(v["version"], []),
+                lineage=_json(v["lineage"]),
+                description=v["description"],
+                created_at=v["created_at"],
+                created_by=v["created_by"],
+            )
+            for v in versions
+        ],
+        deployments=[deployment_from_row(d) for d in deployments],
+    )
