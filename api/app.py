@@ -48,7 +48,7 @@ def create_app(settings: Settings, database_url: str, *, run_projector: bool = F
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await migrate(database_url)
-        pool = await create_pool(database_url, max_size=20)
+        pool = await create_pool(database_url, max_size=20, stateless=True)
         contexts = await anyio.to_thread.run_sync(lambda: Contexts(eventsourcing_env(database_url)))
         app.state.pool = pool
         app.state.contexts = contexts

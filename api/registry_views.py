@@ -17,6 +17,7 @@ from api.registry_schemas import (
     ModelSummary,
     VersionOut,
 )
+from api.schemas import ModelOut
 from domain.registry.model import Model
 from domain.registry.versions import Deployment, ModelVersion
 from projections import registry_models, registry_versions
@@ -86,11 +87,15 @@ def detail_from_aggregate(model: Model, as_of: datetime | None = None) -> ModelD
     )
 
 
+# The model's own columns; latest version and active map are derived per response type.
+_MODEL_FIELDS = tuple(f for f in registry_models.COLUMNS if f in ModelOut.__struct_fields__)
+
+
 def summary_from_row(row: Any) -> ModelSummary:
     return ModelSummary(
-        **{f: row[f] for f in registry_models.COLUMNS if f in ModelSummary.__struct_fields__},
+        **{f: row[f] for f in _MODEL_FIELDS},
         latest_version=row["latest_version"],
-        active=_json(row["active"]) or {},
+        active=_json(row["active"]),
     )
 
 
@@ -110,7 +115,7 @@ async def detail_from_read_models(conn: asyncpg.Connection, model_id: UUID) -> M
         )
     deployments = await registry_versions.deployments_of(conn, model_id)
     return ModelDetail(
-        **{f: model[f] for f in registry_models.COLUMNS if f in ModelDetail.__struct_fields__},
+        **{f: model[f] for f in _MODEL_FIELDS},
         latest_version=versions[-1]["version"] if versions else None,
         active=active_of(versions),
         versions=[

@@ -84,8 +84,20 @@ def embedded_server(pgdata: Path) -> Iterator[str]:
         server.cleanup()
 
 
-async def create_pool(url: str, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size)
+async def _keep_session(_: asyncpg.Connection) -> None:
+    """Skip the reset round trip on release (see ``create_pool``)."""
+
+
+async def create_pool(
+    url: str, min_size: int = 1, max_size: int = 10, *, stateless: bool = False
+) -> asyncpg.Pool:
+    """An asyncpg pool. ``stateless`` pools skip asyncpg's reset query on every release
+    (one round trip per request): only for code that leaves no session state behind,
+    i.e. no session-level advisory locks, SET without LOCAL, or open cursors; listeners
+    are removed by their owners before release."""
+    pool = await asyncpg.create_pool(
+        url, min_size=min_size, max_size=max_size, reset=_keep_session if stateless else None
+    )
     assert pool is not None
     return pool
 

@@ -307,13 +307,8 @@ async def list_summaries(  # noqa: PLR0913
     """Models by name with their latest version and active version per environment;
     ``status`` keeps models having at least one version in that status."""
     return await conn.fetch(
-        "SELECT m.id, m.name, m.kind, m.task, m.description, m.owner, m.tags, m.version, "
-        "m.position, m.created_at, m.updated_at, m.created_by, v.latest_version, "
-        "coalesce(v.active, '{}'::jsonb) AS active FROM rm_models m "
-        "LEFT JOIN LATERAL (SELECT max(mv.version) AS latest_version, "
-        "  jsonb_object_agg(e.env, mv.version) FILTER (WHERE e.env IS NOT NULL) AS active "
-        "  FROM rm_model_versions mv LEFT JOIN LATERAL unnest(mv.environments) AS e(env) ON true "
-        "  WHERE mv.model_id = m.id) v ON true "
+        "SELECT id, name, kind, task, description, owner, tags, version, position, "
+        "created_at, updated_at, created_by, latest_version, active FROM rm_models m "
         "WHERE ($1::text IS NULL OR m.kind = $1) "
         "AND ($2::text IS NULL OR EXISTS (SELECT 1 FROM rm_model_versions s "
         "     WHERE s.model_id = m.id AND s.status = $2)) "

@@ -18,6 +18,9 @@ def test_broker_round_trips_a_record(kafka_bootstrap: str) -> None:
         auto_offset_reset="earliest",
         consumer_timeout_ms=15000,
     )
-    values = [record.value for record in consumer]
+    values = []
+    for record in consumer:  # ends after 15 s without records, or at the first one
+        values.append(record.value)
+        break
     consumer.close()
     assert values == [b"hello"]
