@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -60,11 +60,11 @@ class StoredResponse:
 class ContextApplication(Application[UUID]):
     """Base of the five context applications; ``name`` names the events table."""
 
-    name: ClassVar[str] = "context"
+    name = "context"
 
     def load(self, aggregate_id: UUID, kind: type[A], what: str = "aggregate") -> A:
         try:
-            aggregate = self.repository.get(aggregate_id)
+            aggregate: Aggregate = self.repository.get(aggregate_id)
         except AggregateNotFoundError:
             raise NotFoundError(f"{what} {aggregate_id} not found") from None
         if not isinstance(aggregate, kind):
@@ -82,7 +82,7 @@ class ContextApplication(Application[UUID]):
             return None
         record_id = IdempotencyRecord.id_for(idem.principal, idem.key)
         try:
-            record = self.repository.get(record_id)
+            record: Aggregate = self.repository.get(record_id)
         except AggregateNotFoundError:
             return None
         assert isinstance(record, IdempotencyRecord)
@@ -131,14 +131,15 @@ class ContextApplication(Application[UUID]):
 
     def version_conflict(self, aggregate_id: UUID, expected: int | None) -> ConflictError:
         """The conflict to report when another writer won the race for this aggregate."""
-        current = self.repository.get(aggregate_id).version
+        current: int = self.repository.get(aggregate_id).version
         return VersionConflictError(expected if expected is not None else current - 1, current)
 
     def replay_as_of(
         self, aggregate_id: UUID, as_of: datetime | None
     ) -> tuple[Aggregate, list[Any]]:
         """The aggregate rebuilt from its events up to ``as_of``, and those events."""
-        events = [e for e in self.events.get(aggregate_id) if as_of is None or e.timestamp <= as_of]
+        stored: list[Any] = list(self.events.get(aggregate_id))
+        events = [e for e in stored if as_of is None or e.timestamp <= as_of]
         if not events:
             raise NotFoundError(f"aggregate {aggregate_id} has no events as of {as_of}")
         aggregate: Any = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
 from eventsourcing.domain import Aggregate as _Aggregate
 
@@ -43,7 +43,7 @@ class Aggregate(_Aggregate):
         pass
 
     @classmethod
-    def _create(cls, event_class: Any, *, id: Any = None, **kwargs: Any) -> Any:  # noqa: A002
+    def _create(cls, event_class: Any, *, id: Any = None, **kwargs: Any) -> Self:  # noqa: A002
         kwargs.setdefault("meta", current_meta())
         _check_text(kwargs)
         return super()._create(event_class, id=id, **kwargs)

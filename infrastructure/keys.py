@@ -109,7 +109,7 @@ async def create_key(
 
 
 async def revoke_key(conn: asyncpg.Connection, key_id: str) -> bool:
-    status = await conn.execute(
+    status: str = await conn.execute(
         "UPDATE aimm_api_keys SET revoked_at = now() WHERE key_id = $1 AND revoked_at IS NULL",
         key_id,
     )

