@@ -339,7 +339,7 @@ def projections_rebuild(as_of: str | None, names: tuple[str, ...]) -> None:
     from infrastructure.schema import migrate as run_migrate
     from projections.audit_chain import AuditChain, verify
     from projections.catalog import all_projections
-    from projections.engine import rebuild
+    from projections.engine import rebuild_many
 
     settings = load_settings()
     cutoff = parse_time(as_of)
@@ -352,7 +352,8 @@ def projections_rebuild(as_of: str | None, names: tuple[str, ...]) -> None:
 
     async def run(url: str) -> None:
         await run_migrate(url)
-        pool = await create_pool(url, max_size=2)
+        # One connection per read model, and one to read the logs ahead on.
+        pool = await create_pool(url, max_size=len(chosen) + 1)
         try:
             if cutoff is None and any(p.name == AuditChain.name for p in chosen):
                 async with pool.acquire() as conn:
@@ -363,16 +364,19 @@ def projections_rebuild(as_of: str | None, names: tuple[str, ...]) -> None:
                         "rebuilding it would erase that evidence, so it was not rebuilt"
                     )
             with Progress() as progress:
-                for projection in chosen:
-                    task = progress.add_task(projection.name, total=None)
+                # All of them in one pass over each log: every batch is read once.
+                task = progress.add_task(", ".join(p.name for p in chosen), total=None)
 
-                    def report(done: int, total: int, task: Any = task) -> None:
-                        progress.update(task, completed=done, total=total)
+                def report(done: int, total: int) -> None:
+                    progress.update(task, completed=done, total=total)
 
-                    result = await rebuild(pool, projection, as_of=cutoff, progress=report)
-                    progress.update(task, completed=result.events, total=max(result.events, 1))
+                results = await rebuild_many(pool, chosen, as_of=cutoff, progress=report)
+                done = max((r.events for r in results), default=0)
+                progress.update(task, completed=done, total=max(done, 1))
+                for result in results:
                     where = ", ".join(result.tables.values())
-                    progress.console.print(f"{projection.name}: {result.events} events -> {where}")
+                    line = f"{result.projection}: {result.events} events -> {where}"
+                    progress.console.print(line)
         finally:
             await pool.close()
 

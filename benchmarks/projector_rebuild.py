@@ -6,7 +6,10 @@ started; either way the benchmark works in a fresh database that it drops at the
 
 Three figures from one log, measured in the same run:
 
-(a) ours: a full ``rebuild()`` of every projection in the catalog (fresh tables, swap);
+(a) ours: a full rebuild of every read model in the catalog (fresh tables, swap) in one
+    pass over the log (``rebuild_many``), counted honestly as log events per second —
+    and, for comparison, as events applied per second summed over the projections, and
+    against rebuilding each projection on its own (``rebuild()``, one pass each);
 (b) the library: eventsourcing's ``ProjectionRunner`` applying an equivalent projection
     (the same ``rm_models`` shape) into PostgreSQL through a ``PostgresTrackingRecorder``,
     one transaction per event as the library does, over the first ``--runner-events``;
@@ -44,7 +47,7 @@ from domain.registry.model import Model
 from infrastructure.postgres import create_pool, embedded_server, eventsourcing_env, with_database
 from infrastructure.schema import migrate
 from projections.catalog import all_projections
-from projections.engine import REBUILD_BATCH, rebuild
+from projections.engine import REBUILD_BATCH, rebuild, rebuild_many
 from projections.events import SELECT_COLUMNS, events_table
 
 CONTEXT = "registry"
@@ -109,9 +112,26 @@ def write_log(url: str, total: int, seed: int) -> int:
 # (a) ours
 
 
-async def bench_ours(url: str, batch_size: int) -> list[tuple[str, int, float]]:
-    """Rebuild every projection in turn: (name, events it applied, seconds) for each."""
-    pool = await create_pool(url, max_size=2)  # what ``aimm projections rebuild`` uses
+async def bench_ours(url: str, batch_size: int) -> tuple[int, list[tuple[str, int]], float]:
+    """Rebuild every projection in one pass: (log events, [(name, events applied)], seconds)."""
+    projections = all_projections()
+    # What ``aimm projections rebuild`` uses: a connection per projection, one to read on.
+    pool = await create_pool(url, max_size=len(projections) + 1)
+    try:
+        started = time.perf_counter()
+        results = await rebuild_many(pool, projections, batch_size=batch_size)
+        took = time.perf_counter() - started
+        log_events = 0
+        for context in {c for p in projections for c in p.contexts}:
+            log_events += await pool.fetchval(f"SELECT count(*) FROM {events_table(context)}")
+        return log_events, [(r.projection, r.events) for r in results], took
+    finally:
+        await pool.close()
+
+
+async def bench_separately(url: str, batch_size: int) -> list[tuple[str, int, float]]:
+    """Rebuild every projection on its own, in turn: (name, events applied, seconds) each."""
+    pool = await create_pool(url, max_size=2)
     try:
         timings = []
         for projection in all_projections():
@@ -323,46 +343,61 @@ def main() -> None:
         took = time.perf_counter() - started
         print(f"wrote {written:,} events in {took:.1f} s (seed {args.seed})")
 
-        ours: list[float] = []
+        ours: list[float] = []  # log events per second
+        summed: list[float] = []  # events applied per second, summed over projections
         raw: list[float] = []
-        per_projection: dict[str, list[float]] = {}
         for run in range(1, args.repeat + 1):
-            timings = asyncio.run(bench_ours(url, args.batch_size))
-            n, seconds = sum(t[1] for t in timings), sum(t[2] for t in timings)
-            ours.append(rate(n, seconds))
-            print(f"(a) ours, rebuild of all {len(timings)} projections, run {run}: {n:,} events "
-                  f"applied in {seconds:.2f} s = {ours[-1]:,.0f} events/s")  # fmt: skip
-            for name, events, took in timings:
-                per_projection.setdefault(name, []).append(rate(events, took))
-                print(f"      {name:<20} {events:>9,} events in {took:6.2f} s = "
-                      f"{rate(events, took):>9,.0f} events/s")  # fmt: skip
-            n, seconds = asyncio.run(bench_raw(url, args.batch_size))
-            raw.append(rate(n, seconds))
+            log_events, applied, seconds = asyncio.run(bench_ours(url, args.batch_size))
+            total_applied = sum(n for _, n in applied)
+            ours.append(rate(log_events, seconds))
+            summed.append(rate(total_applied, seconds))
+            print(f"(a) ours, one-pass rebuild of all {len(applied)} read models, run {run}: "
+                  f"{log_events:,} log events in {seconds:.2f} s = {ours[-1]:,.0f} log events/s "
+                  f"({total_applied:,} applied = {summed[-1]:,.0f} applied/s)")  # fmt: skip
+            n, took = asyncio.run(bench_raw(url, args.batch_size))
+            raw.append(rate(n, took))
             print(f"(c) raw asyncpg read, batches of {args.batch_size}, run {run}: {n:,} events "
-                  f"in {seconds:.2f} s = {raw[-1]:,.0f} events/s")  # fmt: skip
+                  f"in {took:.2f} s = {raw[-1]:,.0f} events/s")  # fmt: skip
+        timings = asyncio.run(bench_separately(url, args.batch_size))
+        separately = rate(sum(t[1] for t in timings), sum(t[2] for t in timings))
+        print(f"(a') each projection rebuilt on its own, in turn: {separately:,.0f} events "
+              "applied/s summed")  # fmt: skip
+        for name, events, took in timings:
+            print(f"      {name:<20} {events:>9,} events in {took:6.2f} s = "
+                  f"{rate(events, took):>9,.0f} events/s")  # fmt: skip
         n, seconds = bench_runner(url, min(args.runner_events, written))
         runner = rate(n, seconds)
         print(f"(b) eventsourcing ProjectionRunner: {n:,} events in {seconds:.2f} s "
               f"= {runner:,.0f} events/s")  # fmt: skip
 
-    best_ours, best_raw = max(ours), max(raw)
+    best_ours, best_summed, best_raw = max(ours), max(summed), max(raw)
     print()
-    print(f"ours (best of {len(ours)}):  {best_ours:>12,.0f} events/s   (median "
-          f"{statistics.median(ours):,.0f}; events applied, summed over projections)")  # fmt: skip
-    for name, rates in per_projection.items():
-        print(f"   {name:<20} best {max(rates):>10,.0f} events/s")
-    print(f"ProjectionRunner:  {runner:>12,.0f} events/s   ({n:,}-event subset, scaled)")
+    print(f"ours, all read models (best of {len(ours)}): {best_ours:>10,.0f} log events/s "
+          f"(median {statistics.median(ours):,.0f})")  # fmt: skip
+    print(f"   events applied, summed over projections: {best_summed:>10,.0f} /s "
+          f"(median {statistics.median(summed):,.0f})")  # fmt: skip
+    print(f"   each projection on its own, in turn:     {separately:>10,.0f} applied/s summed")
+    print(f"ProjectionRunner:  {runner:>12,.0f} events/s   ({n:,}-event subset)")
     print(f"raw read (best):   {best_raw:>12,.0f} events/s")
+
+    def verdict(ratio: float, goal: float) -> str:
+        return "met" if ratio >= goal else "MISSED"
+
     vs_runner, vs_raw = best_ours / runner, best_ours / best_raw
-    print(f"ours / ProjectionRunner = {vs_runner:,.1f}x   (goal >= {GOAL_VS_RUNNER:.0f}x: "
-          f"{'met' if vs_runner >= GOAL_VS_RUNNER else 'MISSED'})")  # fmt: skip
-    print(f"ours / raw read         = {vs_raw:.2f}    (goal >= {GOAL_VS_RAW}: "
-          f"{'met' if vs_raw >= GOAL_VS_RAW else 'MISSED'})")  # fmt: skip
-    if "registry_models" in per_projection:
+    print(f"ours / ProjectionRunner        = {vs_runner:8,.1f}x (log events; goal >= "
+          f"{GOAL_VS_RUNNER:.0f}x: {verdict(vs_runner, GOAL_VS_RUNNER)})")  # fmt: skip
+    print(f"ours / raw read                = {vs_raw:8.2f}  (log events; goal >= "
+          f"{GOAL_VS_RAW}: {verdict(vs_raw, GOAL_VS_RAW)})")  # fmt: skip
+    vs_raw_summed = best_summed / best_raw
+    print(f"ours, applied summed / ProjectionRunner = {best_summed / runner:,.1f}x "
+          "(the former measure)")  # fmt: skip
+    print(f"ours, applied summed / raw read = {vs_raw_summed:7.2f}  (the former measure; goal >= "
+          f"{GOAL_VS_RAW}: {verdict(vs_raw_summed, GOAL_VS_RAW)})")  # fmt: skip
+    twin = [rate(events, took) for name, events, took in timings if name == "registry_models"]
+    if twin:
         # The runner's projection is this one's twin: the like-for-like comparison.
-        twin = max(per_projection["registry_models"])
-        print(f"registry_models alone: {twin / runner:,.1f}x the ProjectionRunner, "
-              f"{twin / best_raw:.2f} of the raw read")  # fmt: skip
+        print(f"registry_models rebuilt alone: {twin[0] / runner:,.1f}x the ProjectionRunner, "
+              f"{twin[0] / best_raw:.2f} of the raw read")  # fmt: skip
 
 
 if __name__ == "__main__":

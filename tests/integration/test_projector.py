@@ -26,10 +26,14 @@ from domain.metadata import acting_as
 from domain.registry.model import Model
 from infrastructure.postgres import create_pool, eventsourcing_env
 from infrastructure.schema import migrate
+from projections.audit import AuditIndex
+from projections.audit_chain import AuditChain
+from projections.base import live_tables
 from projections.engine import (
     Projector,
     ddl_hash,
     rebuild,
+    rebuild_many,
     setup,
     status,
     wait_for_position,
@@ -419,6 +423,137 @@ async def test_as_of_rebuild_holds_exactly_the_events_up_to_the_time_and_leaves_
             as_of_view = await conn.fetch(f"SELECT {', '.join(ORACLE_COLUMNS)} FROM {table}")
             assert {r["id"]: tuple(r) for r in as_of_view} == expected_at_cutoff
             assert await dump(conn) == live != live_at_cutoff
+            assert await positions(conn) == positions_before
+    finally:
+        await conn.close()
+        await pool.close()
+
+
+async def contents(conn: asyncpg.Connection, tables: Sequence[str]) -> dict[str, list[Any]]:
+    """Every row of each table, as a sorted list (duplicates kept: the ledger has no key)."""
+    found = {}
+    for table in tables:
+        rows = await conn.fetch(f"SELECT * FROM {table}")
+        found[table] = sorted((tuple(r) for r in rows), key=repr)
+    return found
+
+
+@pytest.mark.parametrize("rebuild_pool_size", [8, 3, 1])
+async def test_one_pass_rebuild_of_several_while_projecting_and_writing_matches_the_projector(
+    database_url: str, rebuild_pool_size: int
+) -> None:
+    # Several read models over one and over all five logs, rebuilt together in one pass
+    # (with a connection each, sharing two, or all on one) while the live projector runs
+    # and events keep arriving: no position may ever move back, and each read model must
+    # end up just as the projector alone builds it from zero.
+    projections = [RegistryModels(), EventLedger(), AuditIndex(), AuditChain()]
+    tables = [t for p in projections for t in live_tables(p).values()]
+    await prepare(database_url, projections)
+    pool = await create_pool(database_url, max_size=4)
+    rebuild_pool = await create_pool(database_url, max_size=rebuild_pool_size)
+    conn = await asyncpg.connect(database_url)
+    watcher = await asyncpg.connect(database_url)
+    backwards: list[tuple[tuple[str, str], int, int]] = []
+    watching = asyncio.Event()
+
+    async def watch() -> None:
+        seen = await positions(watcher)
+        while not watching.is_set():
+            now = await positions(watcher)
+            backwards.extend((k, seen[k], p) for k, p in now.items() if p < seen.get(k, 0))
+            seen = now
+            await asyncio.sleep(0.002)
+
+    watch_task = asyncio.create_task(watch())
+    try:
+        async with registry_writer(database_url, 17) as writer:
+            await asyncio.to_thread(writer.write, 200)
+            projector = Projector(pool, projections, batch_size=3)
+            stop = asyncio.Event()
+            running = asyncio.create_task(projector.run(stop))
+            writing = asyncio.create_task(asyncio.to_thread(writer.write, 300))
+            raced = rebuilds = 0
+            while not writing.done() or rebuilds < 3:
+                head_before = await head_position(conn, "registry")
+                results = await rebuild_many(rebuild_pool, projections, batch_size=25)
+                raced += int(await head_position(conn, "registry") > head_before)
+                rebuilds += 1
+                assert [r.projection for r in results] == [p.name for p in projections]
+                assert all(not t.endswith("__rebuild") for r in results for t in r.tables.values())
+            await writing
+            assert raced > 0  # rebuilds overlapped new events, or the race was not exercised
+            head = await head_position(conn, "registry")
+            assert await wait_for_position(conn, "registry", head, timeout=60)
+            stop.set()
+            await running
+        watching.set()
+        await watch_task
+        assert backwards == []
+        await assert_positions_at_heads(conn)
+        assert await oracle_view(conn) == writer.expected
+        ledger = await conn.fetch("SELECT position FROM rm_test_ledger ORDER BY position")
+        log_ids = await conn.fetch("SELECT notification_id FROM registry_events ORDER BY 1")
+        assert [r[0] for r in ledger] == [r[0] for r in log_ids]
+        rebuilt = await contents(conn, tables)
+        leftovers = await conn.fetchval(
+            "SELECT count(*) FROM pg_tables WHERE tablename LIKE '%\\_\\_rebuild'"
+        )
+        assert leftovers == 0
+
+        # The projector alone, from zero, into the same tables.
+        for table in tables:
+            await conn.execute(f"DROP TABLE {table}")
+        await setup(conn, projections)
+        assert all(p == 0 for p in (await positions(conn)).values())
+        await Projector(pool, projections, batch_size=7).catch_up()
+        assert await contents(conn, tables) == rebuilt
+        await assert_positions_at_heads(conn)
+    finally:
+        watching.set()
+        await watch_task
+        await watcher.close()
+        await conn.close()
+        await rebuild_pool.close()
+        await pool.close()
+
+
+async def test_as_of_rebuild_of_several_leaves_live_tables_and_positions_alone(
+    database_url: str,
+) -> None:
+    projections = [RegistryModels(), EventLedger()]
+    await prepare(database_url, projections)
+    pool = await create_pool(database_url, max_size=4)
+    conn = await asyncpg.connect(database_url)
+    projector = Projector(pool, projections)
+    try:
+        async with registry_writer(database_url, 19) as writer:
+            await asyncio.to_thread(writer.write, 120)
+            first = await read_events(conn, "registry", 0, 100_000)
+            cutoff = max(e.timestamp for e in first)
+            await projector.catch_up()
+            models_at_cutoff = await dump(conn)
+            ledger_at_cutoff = await contents(conn, ["rm_test_ledger"])
+            expected_at_cutoff = dict(writer.expected)
+
+            await asyncio.to_thread(writer.write, 120)
+            later = await read_events(conn, "registry", first[-1].position, 100_000)
+            assert later and min(e.timestamp for e in later) > cutoff
+            await projector.catch_up()
+            live = await contents(conn, ["rm_models", "rm_test_ledger"])
+            positions_before = await positions(conn)
+
+            results = await rebuild_many(pool, projections, as_of=cutoff, batch_size=50)
+
+            models, ledger = results[0].tables["models"], results[1].tables["test_ledger"]
+            assert models.startswith("asof_") and ledger.startswith("asof_")
+            assert models.split(".")[0] == ledger.split(".")[0]
+            assert await dump(conn, models) == models_at_cutoff
+            as_of_view = await conn.fetch(f"SELECT {', '.join(ORACLE_COLUMNS)} FROM {models}")
+            assert {r["id"]: tuple(r) for r in as_of_view} == expected_at_cutoff
+            as_of_ledger = await contents(conn, [ledger])
+            assert as_of_ledger[ledger] == ledger_at_cutoff["rm_test_ledger"]
+            assert await contents(conn, ["rm_models", "rm_test_ledger"]) == live
+            assert live["rm_models"] != sorted(models_at_cutoff, key=repr)
             assert await positions(conn) == positions_before
     finally:
         await conn.close()
