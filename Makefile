@@ -25,7 +25,8 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/projector_rebuild.py
+	$(BIN)/python -m benchmarks.projector_rebuild
+	$(BIN)/python -m benchmarks.registry
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -67,7 +67,9 @@ def migrate() -> None:
 
 
 @main.command()
-@click.option("--projector/--no-projector", default=False, help="Also run the projector in-process.")
+@click.option(
+    "--projector/--no-projector", default=False, help="Also run the projector in-process."
+)
 def serve(projector: bool) -> None:
     """Run the HTTP API (uvicorn)."""
     import uvicorn
@@ -77,7 +79,9 @@ def serve(projector: bool) -> None:
     settings = load_settings()
     with database(settings) as url:
         app = create_app(settings, url, run_projector=projector)
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+        uvicorn.run(
+            app, host=settings.host, port=settings.port, log_level=settings.log_level.lower()
+        )
 
 
 @main.command("projector")
@@ -218,7 +222,13 @@ def keys() -> None:
 
 
 @keys.command("create")
-@click.option("--role", "roles", multiple=True, required=True, help="admin, operator, viewer, auditor or agent (repeatable).")
+@click.option(
+    "--role",
+    "roles",
+    multiple=True,
+    required=True,
+    help="admin, operator, viewer, auditor or agent (repeatable).",
+)
 @click.option("--agent", "agent_id", default=None, help="The agent id an agent key is bound to.")
 @click.option("--name", default="", help="A name for the key's principal (recorded on events).")
 def keys_create(roles: tuple[str, ...], agent_id: str | None, name: str) -> None:
@@ -243,7 +253,9 @@ def keys_create(roles: tuple[str, ...], agent_id: str | None, name: str) -> None
             key, info = asyncio.run(run(url))
         except key_store.InvalidKeyRequestError as exc:
             raise click.UsageError(str(exc)) from None
-    click.echo(f"key id {info.key_id} for {info.principal} with roles {', '.join(info.roles)}", err=True)
+    click.echo(
+        f"key id {info.key_id} for {info.principal} with roles {', '.join(info.roles)}", err=True
+    )
     click.echo(key)
 
 
@@ -290,7 +302,9 @@ def keys_list() -> None:
         for info in asyncio.run(run(url)):
             state = f"revoked {info.revoked_at:%Y-%m-%d}" if info.revoked_at else "active"
             agent = f" agent={info.agent_id}" if info.agent_id else ""
-            click.echo(f"{info.key_id}  {info.principal:20} {','.join(info.roles):20}{agent} {state}")
+            click.echo(
+                f"{info.key_id}  {info.principal:20} {','.join(info.roles):20}{agent} {state}"
+            )
 
 
 @main.group()
@@ -320,13 +334,30 @@ def projections_status() -> None:
         rows = asyncio.run(run(url))
     table = Table("projection", "context", "position", "head", "lag", "updated")
     for r in rows:
-        table.add_row(r.projection, r.context, str(r.position), str(r.head), str(r.lag), f"{r.updated_at:%Y-%m-%d %H:%M:%S}")
+        table.add_row(
+            r.projection,
+            r.context,
+            str(r.position),
+            str(r.head),
+            str(r.lag),
+            f"{r.updated_at:%Y-%m-%d %H:%M:%S}",
+        )
     Console().print(table)
 
 
 @projections.command("rebuild")
-@click.option("--as-of", "as_of", default=None, help="Only events up to this ISO timestamp, into a separate asof_* schema.")
-@click.option("--projection", "names", multiple=True, help="Rebuild only these (default: all but the audit chain).")
+@click.option(
+    "--as-of",
+    "as_of",
+    default=None,
+    help="Only events up to this ISO timestamp, into a separate asof_* schema.",
+)
+@click.option(
+    "--projection",
+    "names",
+    multiple=True,
+    help="Rebuild only these (default: all but the audit chain).",
+)
 def projections_rebuild(as_of: str | None, names: tuple[str, ...]) -> None:
     """Rebuild read models from the logs into fresh tables, then switch to them.
 
@@ -357,8 +388,8 @@ def projections_rebuild(as_of: str | None, names: tuple[str, ...]) -> None:
         try:
             if cutoff is None and any(p.name == AuditChain.name for p in chosen):
                 async with pool.acquire() as conn:
-                    report = await verify(conn)
-                if not report.ok:
+                    verification = await verify(conn)
+                if not verification.ok:
                     raise click.ClickException(
                         "the audit chain does not verify (see `aimm audit verify`); "
                         "rebuilding it would erase that evidence, so it was not rebuilt"
@@ -385,8 +416,15 @@ def projections_rebuild(as_of: str | None, names: tuple[str, ...]) -> None:
 
 
 @main.command()
-@click.option("--context", "context", required=True, help="registry, training, predictions, memory or assistant.")
-@click.option("--until", default=None, help="Stop after events stamped later than this ISO timestamp.")
+@click.option(
+    "--context",
+    "context",
+    required=True,
+    help="registry, training, predictions, memory or assistant.",
+)
+@click.option(
+    "--until", default=None, help="Stop after events stamped later than this ISO timestamp."
+)
 @click.option("--after", default=0, type=int, help="Start after this notification id.")
 def replay(context: str, until: str | None, after: int) -> None:
     """Print a context's log as JSON lines, in log order."""

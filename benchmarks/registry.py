@@ -5,8 +5,9 @@ PostgreSQL comes from ``AIMM_DATABASE_URL`` when set, else the embedded server i
 started; the benchmark works in a fresh database that it drops at the end.
 
 (a) ``GET /api/v1/ai/models`` (a page of 50 summaries, auth, projection query) served by
-    aimm under uvicorn, against a bare Litestar endpoint under uvicorn returning the very
-    same JSON bytes from memory; one httpx client, the same concurrency, the same run.
+    aimm under uvicorn (its projector in a process of its own, as ``aimm dev`` runs it),
+    against a bare Litestar endpoint under uvicorn returning the very same JSON bytes
+    from memory; one httpx client, the same concurrency, the same run.
 (b) deploy commands per second through ``POST /api/v1/ai/models/{id}/deploy`` against
     direct ``RegistryApplication.deploy`` calls, at the same concurrency, on models that
     each have 10 versions (every deploy is a real state change).
@@ -170,9 +171,18 @@ async def main(models: int, versions: int, requests: int, concurrency: int) -> N
 
             env = {**os.environ, "AIMM_DATABASE_URL": url, "AIMM_LOG_LEVEL": "WARNING"}
             aimm_port, bare_port = free_port(), free_port()
+            # As `aimm dev` runs it: the API and the projector as separate processes.
+            procs.append(
+                subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
+                    [sys.executable, "-m", "api.cli", "projector"],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
             procs.append(
                 start(
-                    [sys.executable, "-m", "api.cli", "serve", "--projector"],
+                    [sys.executable, "-m", "api.cli", "serve"],
                     {**env, "AIMM_PORT": str(aimm_port)},
                     aimm_port,
                 )

@@ -129,7 +129,7 @@ def envelope(event: Event) -> dict[str, Any]:
 _encode = msgspec.json.Encoder().encode
 
 
-async def replay_lines(  # noqa: PLR0913, PLR0917
+async def replay_lines(  # noqa: PLR0913
     url: str, context: str, after: int, until: datetime | None, out: Any, batch: int = 5000
 ) -> int:
     """Write ``context``'s log after ``after`` as JSON lines; stop past ``until``."""
