@@ -66,8 +66,8 @@ def version_out(v: ModelVersion) -> VersionOut:
     )
 
 
-def detail_from_aggregate(model: Model, as_of: datetime | None = None) -> ModelDetail:
-    return ModelDetail(
+def model_out(model: Model) -> ModelOut:
+    return ModelOut(
         id=model.id,
         name=model.name,
         kind=model.kind,
@@ -79,6 +79,12 @@ def detail_from_aggregate(model: Model, as_of: datetime | None = None) -> ModelD
         created_at=model.created_on,
         updated_at=model.modified_on,
         created_by=model.created_by,
+    )
+
+
+def detail_from_aggregate(model: Model, as_of: datetime | None = None) -> ModelDetail:
+    return ModelDetail(
+        **msgspec.structs.asdict(model_out(model)),
         latest_version=model.latest_version,
         active=dict(model.active),
         versions=[version_out(v) for _, v in sorted(model.versions.items())],

@@ -16,8 +16,13 @@ from api.consistency import wait_for
 from api.errors import ProblemError
 from api.pagination import DEFAULT_LIMIT, check_limit, decode_cursor, encode_cursor
 from api.registry_schemas import ModelDetail, ModelSummaryPage
-from api.registry_views import detail_from_aggregate, detail_from_read_models, summary_from_row
-from api.schemas import ModelCreate, ModelOut, ModelUpdate
+from api.registry_views import (
+    detail_from_aggregate,
+    detail_from_read_models,
+    model_out,
+    summary_from_row,
+)
+from api.schemas import ModelCreate, ModelUpdate
 from application.base import Response as CommandResponse
 from application.contexts import Contexts
 from domain.registry.model import Model
@@ -27,22 +32,6 @@ WaitFor = Annotated[
     str | None,
     Parameter(query="wait_for", description="CONTEXT:POSITION from an Aimm-Position header"),
 ]
-
-
-def model_out(model: Model) -> ModelOut:
-    return ModelOut(
-        id=model.id,
-        name=model.name,
-        kind=model.kind,
-        task=model.task,
-        description=model.description,
-        owner=model.owner,
-        tags=list(model.tags),
-        version=model.version,
-        created_at=model.created_on,
-        updated_at=model.modified_on,
-        created_by=model.created_by,
-    )
 
 
 def aware(moment: datetime) -> datetime:

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
 import asyncpg
-import pytest
 
 from api.pagination import encode_cursor
 from domain.claims import UniqueClaim
 from domain.metadata import acting_as
-from tests.helpers import Api, running_api
+from tests.helpers import Api
 
 MODELS = "/api/v1/ai/models"
 EVENTS = "/api/v1/audit/events"
@@ -23,12 +21,6 @@ VERIFY = "/api/v1/audit/verify"
 
 def aggregate_path(aggregate_id: object) -> str:
     return f"/api/v1/audit/aggregates/{aggregate_id}"
-
-
-@pytest.fixture
-async def api(database_url: str) -> AsyncIterator[Api]:
-    async with running_api(database_url) as api:
-        yield api
 
 
 def is_problem(response: Any, status: int) -> dict[str, Any]:

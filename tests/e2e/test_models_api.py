@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
-from tests.helpers import Api, running_api
+from tests.helpers import Api
 
 MODELS = "/api/v1/ai/models"
-
-
-@pytest.fixture
-async def api(database_url: str) -> AsyncIterator[Api]:
-    async with running_api(database_url) as api:
-        yield api
 
 
 async def event_count(api: Api) -> int:

@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-import pytest
 
-from tests.helpers import Api, running_api
+from tests.helpers import Api
 
 MODELS = "/api/v1/ai/models"
-
-
-@pytest.fixture
-async def api(database_url: str) -> AsyncIterator[Api]:
-    async with running_api(database_url) as api:
-        yield api
 
 
 async def registry_events(api: Api) -> int:
