@@ -10,7 +10,7 @@ import anyio.to_thread
 import asyncpg
 import msgspec
 from litestar import Controller, Request, get
-from litestar.params import Parameter
+from litestar.params import FromPath, Parameter
 from msgspec import Struct
 
 from api.auth import AUDIT
@@ -254,7 +254,7 @@ class AuditController(Controller):
     async def aggregate_history(
         self,
         request: Request[Any, Any, Any],
-        aggregate_id: UUID,
+        aggregate_id: FromPath[UUID],
         contexts: Contexts,
         as_of: TimeParam = None,
     ) -> AggregateHistory:

@@ -7,7 +7,7 @@ from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.params import Parameter
+from litestar.params import FromPath, Parameter
 
 from api.auth import READ, WRITE
 from api.commands import expected_version, idempotency, run_command, to_builtins
@@ -80,7 +80,7 @@ class ModelVersionController(Controller):
     async def register_version(
         self,
         request: Request[Any, Any, Any],
-        model_id: UUID,
+        model_id: FromPath[UUID],
         data: VersionCreate,
         contexts: Contexts,
     ) -> Response[Any]:
@@ -108,8 +108,8 @@ class ModelVersionController(Controller):
     async def record_metrics(
         self,
         request: Request[Any, Any, Any],
-        model_id: UUID,
-        version: int,
+        model_id: FromPath[UUID],
+        version: FromPath[int],
         data: MetricsCreate,
         contexts: Contexts,
     ) -> Response[Any]:
@@ -132,8 +132,8 @@ class ModelVersionController(Controller):
     async def change_status(
         self,
         request: Request[Any, Any, Any],
-        model_id: UUID,
-        version: int,
+        model_id: FromPath[UUID],
+        version: FromPath[int],
         data: StatusChange,
         contexts: Contexts,
     ) -> Response[Any]:
@@ -156,7 +156,7 @@ class ModelVersionController(Controller):
     async def deploy(
         self,
         request: Request[Any, Any, Any],
-        model_id: UUID,
+        model_id: FromPath[UUID],
         data: DeployRequest,
         contexts: Contexts,
     ) -> Response[Any]:
@@ -180,7 +180,7 @@ class ModelVersionController(Controller):
     async def rollback(
         self,
         request: Request[Any, Any, Any],
-        model_id: UUID,
+        model_id: FromPath[UUID],
         data: RollbackRequest,
         contexts: Contexts,
     ) -> Response[Any]:
@@ -204,7 +204,7 @@ class ModelVersionController(Controller):
     async def deployments(  # noqa: PLR0913
         self,
         request: Request[Any, Any, Any],
-        model_id: UUID,
+        model_id: FromPath[UUID],
         environment: Literal["production", "staging"] | None = None,
         limit: int = 100,
         cursor: str | None = None,
@@ -228,7 +228,11 @@ class ModelVersionController(Controller):
 
     @get("/versions/compare", guards=[READ])
     async def compare(
-        self, request: Request[Any, Any, Any], model_id: UUID, versions: str, wait: WaitFor = None
+        self,
+        request: Request[Any, Any, Any],
+        model_id: FromPath[UUID],
+        versions: str,
+        wait: WaitFor = None,
     ) -> VersionComparison:
         """Metrics and parameters of versions side by side, differences marked."""
         await wait_for(request, wait)
@@ -258,7 +262,7 @@ class ModelVersionController(Controller):
     async def lineage(
         self,
         request: Request[Any, Any, Any],
-        model_id: UUID,
+        model_id: FromPath[UUID],
         format: Literal["json", "mermaid", "dot"] = "json",  # noqa: A002 - the API's word
         wait: WaitFor = None,
     ) -> Response[Any]:

@@ -8,7 +8,7 @@ from uuid import UUID
 
 import anyio.to_thread
 from litestar import Controller, Request, Response, get, patch, post
-from litestar.params import Parameter
+from litestar.params import FromPath, Parameter
 
 from api.auth import READ, WRITE
 from api.commands import expected_version, idempotency, principal_of, run_command, to_builtins
@@ -99,7 +99,7 @@ class ModelController(Controller):
     async def get_model(
         self,
         request: Request[Any, Any, Any],
-        model_id: UUID,
+        model_id: FromPath[UUID],
         contexts: Contexts,
         as_of: datetime | None = None,
         wait: WaitFor = None,
@@ -125,7 +125,7 @@ class ModelController(Controller):
     async def update_model(
         self,
         request: Request[Any, Any, Any],
-        model_id: UUID,
+        model_id: FromPath[UUID],
         data: ModelUpdate,
         contexts: Contexts,
     ) -> Response[Any]:
