@@ -19,6 +19,7 @@ from litestar.plugins.prometheus import PrometheusConfig
 from api.auth import authentication_middleware, correlation_middleware
 from api.controllers.audit import AuditController
 from api.controllers.health import HealthController, MetricsController
+from api.controllers.market_data import MarketDataController
 from api.controllers.model_versions import ModelVersionController
 from api.controllers.models import ModelController
 from api.errors import EXCEPTION_HANDLERS
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 ROUTES: list[Any] = [
     AuditController,
     HealthController,
+    MarketDataController,
     MetricsController,
     ModelController,
     ModelVersionController,

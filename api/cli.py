@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import os
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import click
@@ -175,6 +177,7 @@ def dev() -> None:
         if key is not None:
             click.secho("A first admin key was created. It is shown once; keep it:", fg="yellow")
             click.secho(f"    {key}", bold=True)
+        _load_sample_market_data(url)
         env = {**os.environ, "AIMM_DATABASE_URL": url}
         exe = [sys.executable, "-m", "api.cli"]
         children = [
@@ -185,6 +188,36 @@ def dev() -> None:
             children.append(subprocess.Popen([*exe, "relay"], env=env))  # noqa: S603
         click.echo(f"aimm is serving on http://{settings.host}:{settings.port} (Ctrl-C stops)")
         _supervise(children)
+
+
+SAMPLE_MARKET_DATA = Path(__file__).resolve().parent.parent / "data" / "sample"
+
+
+def _read_csv(path: Path) -> str:
+    raw = path.read_bytes()
+    return (gzip.decompress(raw) if path.name.endswith(".gz") else raw).decode("utf-8-sig")
+
+
+def _load_sample_market_data(url: str) -> None:
+    """Import data/sample/<TICKER>.csv.gz; identical rows already stored change nothing."""
+    from application.contexts import Contexts
+    from application.market_data import import_csv
+    from domain.metadata import acting_as
+    from infrastructure.postgres import eventsourcing_env
+
+    files = sorted(SAMPLE_MARKET_DATA.glob("*.csv.gz"))
+    if not files:
+        return
+    contexts = Contexts(eventsourcing_env(url, pool_size=1))
+    try:
+        with acting_as("system:sample-data", "sample-data-load"):
+            for path in files:
+                ticker = path.name.removesuffix(".csv.gz")
+                outcome = import_csv(contexts.predictions, ticker, _read_csv(path))
+                if outcome.changed:
+                    click.echo(f"sample market data {ticker}: {outcome.new_dates} bars loaded")
+    finally:
+        contexts.close()
 
 
 def _supervise(children: list[subprocess.Popen[Any]]) -> None:
@@ -437,6 +470,40 @@ def replay(context: str, until: str | None, after: int) -> None:
     cutoff = parse_time(until)
     with database(settings) as url:
         asyncio.run(replay_lines(url, context, after, cutoff, sys.stdout.buffer))
+
+
+@main.group("market-data")
+def market_data() -> None:
+    """Daily bars per ticker."""
+
+
+@market_data.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--ticker", required=True, help="The ticker the bars belong to.")
+@click.option("--replace", is_flag=True, help="Correct stored dates the file contradicts.")
+def market_data_import(file: Path, ticker: str, replace: bool) -> None:
+    """Import a CSV (date,open,high,low,close,volume; .gz too) as one import event."""
+    import msgspec
+
+    from application.contexts import Contexts
+    from application.market_data import import_csv
+    from domain.errors import DomainError
+    from domain.metadata import acting_as
+    from infrastructure.postgres import eventsourcing_env
+    from infrastructure.schema import migrate as run_migrate
+
+    settings = load_settings()
+    with database(settings) as url:
+        asyncio.run(run_migrate(url))
+        contexts = Contexts(eventsourcing_env(url, pool_size=1))
+        try:
+            with acting_as(f"cli:{os.environ.get('USER', 'unknown')}", f"cli-{os.getpid()}"):
+                outcome = import_csv(contexts.predictions, ticker, _read_csv(file), replace=replace)
+        except DomainError as exc:
+            raise click.ClickException(str(exc)) from None
+        finally:
+            contexts.close()
+    click.echo(msgspec.json.encode(outcome))
 
 
 @main.group()

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from application.base import ContextApplication
+from application.market_data import MarketDataApplication
 from application.registry import RegistryApplication
 
 
@@ -17,7 +18,7 @@ class TrainingApplication(ContextApplication):
     name = "training"
 
 
-class PredictionsApplication(ContextApplication):
+class PredictionsApplication(MarketDataApplication):
     name = "predictions"
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from projections.audit import AuditIndex
 from projections.audit_chain import AuditChain
 from projections.base import Projection
+from projections.market_data import MarketDataBars
 from projections.registry_models import RegistryModels
 from projections.registry_versions import RegistryVersions
 
 
 def all_projections() -> list[Projection]:
-    return [AuditIndex(), AuditChain(), RegistryModels(), RegistryVersions()]
+    return [AuditIndex(), AuditChain(), RegistryModels(), RegistryVersions(), MarketDataBars()]
 
 
 def by_name(name: str) -> Projection:

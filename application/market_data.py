@@ -1,0 +1,195 @@
+"""Market-data imports in the ``predictions`` context.
+
+How the rows and the event stay consistent (the decision): the rows of an import are
+stored **content-addressed** in ``market_data_payloads`` (key: the SHA-256 of the
+canonical rows, value: the rows, compressed) in their own committed transaction
+*before* the import's event is saved; the event names that hash. The reference table
+the API reads (``rm_market_bars``) is written only by the ``market_data`` projection,
+which copies the payload of each import event in the projector's transaction, together
+with its position. So:
+
+- a crash after the payload and before the event leaves an unreferenced payload: no
+  bar is visible, no event exists, and a retry writes the same hash (no-op) and saves
+  the event — never rows without their event;
+- an event always has its payload (written first), and the projection applies both
+  exactly once — never an event without its rows;
+- the bars can be rebuilt from the log (``aimm projections rebuild``) like any read
+  model, and the log's hash chain covers the content hash of every import.
+
+The contradiction check folds the payloads of the aggregate's own imports (the write
+side's truth, at the aggregate's version), not the possibly lagging read model; two
+concurrent imports of one ticker are serialised by the aggregate's version (the loser
+gets 409 and may retry).
+"""
+
+from __future__ import annotations
+
+import threading
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
+
+from eventsourcing.application import AggregateNotFoundError
+
+from application.base import (
+    CommandResult,
+    ContextApplication,
+    Idempotency,
+    Response,
+    StoredResponse,
+)
+from domain.errors import ConflictError
+from domain.market_data import (
+    Bar,
+    ImportOutcome,
+    MarketData,
+    check_ticker,
+    decode_bars,
+    encode_bars,
+    fold_bars,
+    market_data_id,
+    parse_csv,
+    validate_rows,
+)
+
+PAYLOADS_DDL = """
+CREATE TABLE IF NOT EXISTS market_data_payloads (
+    ticker text NOT NULL,
+    content_hash text NOT NULL,
+    row_count integer NOT NULL,
+    rows bytea NOT NULL,
+    stored_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (ticker, content_hash)
+)
+"""
+
+
+class PayloadStore(Protocol):
+    """Where an import's rows live, by ticker and content hash (write once, read many)."""
+
+    def put(self, content_hash: str, ticker: str, bars: Sequence[Bar]) -> None: ...
+
+    def get(self, ticker: str, hashes: Sequence[str]) -> dict[str, list[Bar]]: ...
+
+
+def compress(bars: Sequence[Bar]) -> bytes:
+    return zlib.compress(encode_bars(bars), 6)
+
+
+def decompress(data: bytes) -> list[Bar]:
+    return decode_bars(zlib.decompress(data))
+
+
+class MemoryPayloadStore:
+    def __init__(self) -> None:
+        self._data: dict[tuple[str, str], bytes] = {}
+        self._lock = threading.Lock()
+
+    def put(self, content_hash: str, ticker: str, bars: Sequence[Bar]) -> None:
+        with self._lock:
+            self._data.setdefault((ticker, content_hash), compress(bars))
+
+    def get(self, ticker: str, hashes: Sequence[str]) -> dict[str, list[Bar]]:
+        return {h: decompress(self._data[ticker, h]) for h in hashes if (ticker, h) in self._data}
+
+
+class PostgresPayloadStore:
+    """Payloads in the same database as the events, through the event store's pool."""
+
+    def __init__(self, datastore: Any) -> None:
+        self.datastore = datastore
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute("SELECT pg_advisory_xact_lock(hashtextextended('aimm.payloads', 0))")
+            curs.execute(PAYLOADS_DDL)
+
+    def put(self, content_hash: str, ticker: str, bars: Sequence[Bar]) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                "INSERT INTO market_data_payloads (content_hash, ticker, row_count, rows) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (ticker, content_hash) DO NOTHING",
+                (content_hash, ticker, len(bars), compress(bars)),
+            )
+
+    def get(self, ticker: str, hashes: Sequence[str]) -> dict[str, list[Bar]]:
+        if not hashes:
+            return {}
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                "SELECT content_hash, rows FROM market_data_payloads "
+                "WHERE ticker = %s AND content_hash = ANY(%s)",
+                (ticker, list(hashes)),
+            )
+            return {r["content_hash"]: decompress(bytes(r["rows"])) for r in curs.fetchall()}
+
+
+class MarketDataApplication(ContextApplication):
+    """Commands on market data; the ``predictions`` context's application builds on it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        datastore = getattr(self.recorder, "datastore", None)
+        self.payloads: PayloadStore = (
+            PostgresPayloadStore(datastore) if datastore is not None else MemoryPayloadStore()
+        )
+
+    def current_bars(self, market: MarketData) -> dict[str, Bar]:
+        stored = self.payloads.get(market.ticker, market.imports)
+        missing = [h for h in market.imports if h not in stored]
+        if missing:  # a payload is written before its event, so this is a broken store
+            raise RuntimeError(f"payloads missing for {market.ticker}: {missing}")
+        return fold_bars(stored[h] for h in market.imports)
+
+    def import_bars(
+        self,
+        ticker: str,
+        rows: Iterable[Any],
+        *,
+        replace: bool = False,
+        idem: Idempotency | None = None,
+        respond: Callable[[MarketData, ImportOutcome], Response],
+    ) -> CommandResult[StoredResponse]:
+        """Import daily bars of ``ticker``: all rows or none (see the module docstring)."""
+        replay = self.idempotent_replay(idem)
+        if replay is not None:
+            return replay
+        ticker = check_ticker(ticker)
+        bars = validate_rows(rows)
+        market: MarketData
+        try:
+            found: Any = self.repository.get(market_data_id(ticker))
+        except AggregateNotFoundError:
+            market, current = MarketData.create(ticker), {}
+        else:
+            assert isinstance(found, MarketData)
+            market, current = found, self.current_bars(found)
+        outcome = market.import_bars(bars, current, replace=replace)
+        if outcome.changed:
+            self.payloads.put(outcome.content_hash, ticker, bars)
+        elif idem is None:
+            position = self.recorder.max_notification_id() or 0
+            return CommandResult(self.name, position, StoredResponse(*respond(market, outcome)))
+        return self.save_command(
+            [market] if outcome.changed else [],
+            idem,
+            lambda: respond(market, outcome),
+            lambda: ConflictError(
+                f"another import of {ticker} was recorded at the same time; retry"
+            ),
+        )
+
+    def get_market_data(self, ticker: str) -> MarketData:
+        return self.load(market_data_id(ticker), MarketData, "ticker")
+
+
+def import_csv(
+    app: MarketDataApplication, ticker: str, text: str, *, replace: bool = False
+) -> ImportOutcome:
+    """Import a CSV's bars (the command line and the sample data loader use this)."""
+    outcomes: list[ImportOutcome] = []
+
+    def respond(_: MarketData, outcome: ImportOutcome) -> Response:
+        outcomes.append(outcome)
+        return 200, None
+
+    app.import_bars(ticker, parse_csv(text), replace=replace, respond=respond)
+    return outcomes[-1]
