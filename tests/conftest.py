@@ -68,6 +68,26 @@ def wait_for_port(port: int, timeout: float = 20.0) -> None:
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
 
 
+def wait_for_metadata(bootstrap: str, timeout: float = 30.0) -> None:
+    """An open port is not yet a broker: wait until it answers a metadata request."""
+    from kafka import KafkaConsumer
+    from kafka.errors import KafkaError
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            consumer = KafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+            try:
+                consumer.topics()
+                return
+            finally:
+                consumer.close()
+        except KafkaError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Kafka-protocol broker (tansu, memory storage) for the session."""
@@ -92,7 +112,9 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         )
         try:
             wait_for_port(port)
-            yield f"127.0.0.1:{port}"
+            bootstrap = f"127.0.0.1:{port}"
+            wait_for_metadata(bootstrap)
+            yield bootstrap
         finally:
             proc.terminate()
             try:
