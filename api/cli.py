@@ -9,14 +9,17 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import asyncpg
 import click
 
 from infrastructure.settings import Settings, SettingsError
+
+T = TypeVar("T")
 
 
 def load_settings() -> Settings:
@@ -38,6 +41,29 @@ def database(settings: Settings) -> Iterator[str]:
 
     with embedded_server(settings.pgdata) as url:
         yield url
+
+
+def on_connection(
+    settings: Settings,
+    work: Callable[[asyncpg.Connection], Awaitable[T]],
+    *,
+    migrated: bool = False,
+) -> T:
+    """Run ``work`` on one connection to the database (migrating it first if asked)."""
+
+    async def run(url: str) -> T:
+        if migrated:
+            from infrastructure.schema import migrate as run_migrate
+
+            await run_migrate(url)
+        conn = await asyncpg.connect(url)
+        try:
+            return await work(conn)
+        finally:
+            await conn.close()
+
+    with database(settings) as url:
+        return asyncio.run(run(url))
 
 
 def parse_time(value: str | None) -> datetime | None:
@@ -149,7 +175,6 @@ def run_relay() -> None:
 
 async def _bootstrap_admin_key(url: str, settings: Settings) -> str | None:
     """On first start with no admin key configured or stored, create one."""
-    import asyncpg
 
     from infrastructure import keys
 
@@ -266,26 +291,20 @@ def keys() -> None:
 @click.option("--name", default="", help="A name for the key's principal (recorded on events).")
 def keys_create(roles: tuple[str, ...], agent_id: str | None, name: str) -> None:
     """Create a key and print it once."""
-    import asyncpg
 
     from infrastructure import keys as key_store
-    from infrastructure.schema import migrate as run_migrate
 
     settings = load_settings()
-
-    async def run(url: str) -> tuple[str, Any]:
-        await run_migrate(url)
-        conn = await asyncpg.connect(url)
-        try:
-            return await key_store.create_key(conn, roles=list(roles), name=name, agent_id=agent_id)
-        finally:
-            await conn.close()
-
-    with database(settings) as url:
-        try:
-            key, info = asyncio.run(run(url))
-        except key_store.InvalidKeyRequestError as exc:
-            raise click.UsageError(str(exc)) from None
+    try:
+        key, info = on_connection(
+            settings,
+            lambda conn: key_store.create_key(
+                conn, roles=list(roles), name=name, agent_id=agent_id
+            ),
+            migrated=True,
+        )
+    except key_store.InvalidKeyRequestError as exc:
+        raise click.UsageError(str(exc)) from None
     click.echo(
         f"key id {info.key_id} for {info.principal} with roles {', '.join(info.roles)}", err=True
     )
@@ -296,48 +315,25 @@ def keys_create(roles: tuple[str, ...], agent_id: str | None, name: str) -> None
 @click.argument("key_id")
 def keys_revoke(key_id: str) -> None:
     """Revoke a key by its id (as printed by create and list)."""
-    import asyncpg
 
     from infrastructure import keys as key_store
 
-    settings = load_settings()
-
-    async def run(url: str) -> bool:
-        conn = await asyncpg.connect(url)
-        try:
-            return await key_store.revoke_key(conn, key_id)
-        finally:
-            await conn.close()
-
-    with database(settings) as url:
-        if not asyncio.run(run(url)):
-            raise click.ClickException(f"no active key with id {key_id}")
+    if not on_connection(load_settings(), lambda conn: key_store.revoke_key(conn, key_id)):
+        raise click.ClickException(f"no active key with id {key_id}")
     click.echo(f"revoked {key_id}")
 
 
 @keys.command("list")
 def keys_list() -> None:
     """List keys (never their secrets)."""
-    import asyncpg
 
     from infrastructure import keys as key_store
 
-    settings = load_settings()
-
-    async def run(url: str) -> list[Any]:
-        conn = await asyncpg.connect(url)
-        try:
-            return await key_store.list_keys(conn)
-        finally:
-            await conn.close()
-
-    with database(settings) as url:
-        for info in asyncio.run(run(url)):
-            state = f"revoked {info.revoked_at:%Y-%m-%d}" if info.revoked_at else "active"
-            agent = f" agent={info.agent_id}" if info.agent_id else ""
-            click.echo(
-                f"{info.key_id}  {info.principal:20} {','.join(info.roles):20}{agent} {state}"
-            )
+    for info in on_connection(load_settings(), key_store.list_keys):
+        state = f"revoked {info.revoked_at:%Y-%m-%d}" if info.revoked_at else "active"
+        agent = f" agent={info.agent_id}" if info.agent_id else ""
+        roles = ",".join(info.roles)
+        click.echo(f"{info.key_id}  {info.principal:20} {roles:20}{agent} {state}")
 
 
 @main.group()
@@ -348,23 +344,12 @@ def projections() -> None:
 @projections.command("status")
 def projections_status() -> None:
     """Each projection's position, the log head and the lag in events."""
-    import asyncpg
     from rich.console import Console
     from rich.table import Table
 
     from projections.engine import status
 
-    settings = load_settings()
-
-    async def run(url: str) -> list[Any]:
-        conn = await asyncpg.connect(url)
-        try:
-            return await status(conn)
-        finally:
-            await conn.close()
-
-    with database(settings) as url:
-        rows = asyncio.run(run(url))
+    rows = on_connection(load_settings(), status)
     table = Table("projection", "context", "position", "head", "lag", "updated")
     for r in rows:
         table.add_row(
@@ -518,28 +503,17 @@ def audit_verify(context: str | None, as_json: bool) -> None:
     """Recompute each log's hash chain; exit 1 at the first changed, removed or reordered event."""
     import dataclasses
 
-    import asyncpg
     import msgspec
 
     from application.contexts import CONTEXTS
-    from projections.audit_chain import Verification, verify
+    from projections.audit_chain import verify
 
     if context is not None and context not in CONTEXTS:
         raise click.BadParameter(f"context must be one of {', '.join(CONTEXTS)}")
-    settings = load_settings()
-
-    async def run(url: str) -> Verification:
-        conn = await asyncpg.connect(url)
-        try:
-            return await verify(conn, context)
-        finally:
-            await conn.close()
-
-    with database(settings) as url:
-        try:
-            report = asyncio.run(run(url))
-        except LookupError as exc:
-            raise click.ClickException(str(exc)) from None
+    try:
+        report = on_connection(load_settings(), lambda conn: verify(conn, context))
+    except LookupError as exc:
+        raise click.ClickException(str(exc)) from None
     if as_json:
         contexts = [{**dataclasses.asdict(c), "ok": c.ok} for c in report.contexts]
         click.echo(msgspec.json.encode({"ok": report.ok, "contexts": contexts}))
