@@ -9,9 +9,12 @@ on a free loopback port with memory storage.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -23,6 +26,21 @@ import pytest
 from infrastructure.postgres import with_database
 
 
+@contextlib.contextmanager
+def server_home() -> Iterator[Path]:
+    """A directory for an embedded server, outside pytest's own temporary tree.
+
+    Run as root, the server runs as another user, who needs to traverse the path;
+    pytest resets its base directory to mode 0700 whenever a session starts, which would
+    lock the server out of its own data in the middle of a run.
+    """
+    home = Path(tempfile.mkdtemp(prefix="aimm-test-"))
+    try:
+        yield home
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = os.environ.get("AIMM_TEST_DATABASE_URL")
@@ -31,7 +49,7 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     from infrastructure.postgres import embedded_server
 
-    with embedded_server(tmp_path_factory.mktemp("pg") / "data") as embedded_url:
+    with server_home() as home, embedded_server(home / "data") as embedded_url:
         yield embedded_url
 
 

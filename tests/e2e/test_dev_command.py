@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import free_port, wait_for_port
+from tests.conftest import free_port, server_home, wait_for_port
 
 
 def start_dev(data_dir: Path, port: int) -> subprocess.Popen[str]:
@@ -59,7 +59,12 @@ def stop(proc: subprocess.Popen[str]) -> int:
             proc.kill()
 
 
-def test_dev_runs_everything_on_the_embedded_database_and_keeps_data(tmp_path: Path) -> None:
+def test_dev_runs_everything_on_the_embedded_database_and_keeps_data() -> None:
+    with server_home() as home:
+        run_dev_twice(home)
+
+
+def run_dev_twice(tmp_path: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     proc = start_dev(tmp_path / "data", port)
