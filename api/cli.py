@@ -66,6 +66,31 @@ def on_connection(
         return asyncio.run(run(url))
 
 
+def run_until_signalled(
+    settings: Settings,
+    pool_size: int,
+    follow: Callable[[asyncpg.Pool, asyncio.Event], Awaitable[None]],
+) -> None:
+    """Migrate, then run a log follower (projector, relay) until SIGINT or SIGTERM."""
+    from infrastructure.postgres import create_pool
+    from infrastructure.schema import migrate as run_migrate
+
+    async def run(url: str) -> None:
+        await run_migrate(url)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        pool = await create_pool(url, max_size=pool_size)
+        try:
+            await follow(pool, stop)
+        finally:
+            await pool.close()
+
+    with database(settings) as url:
+        asyncio.run(run(url))
+
+
 def parse_time(value: str | None) -> datetime | None:
     if value is None:
         return None
@@ -119,27 +144,16 @@ def serve(projector: bool) -> None:
 )  # fmt: skip
 def run_projector(batch_size: int | None) -> None:
     """Keep the read models up to date with the event logs until stopped."""
-    from infrastructure.postgres import create_pool
-    from infrastructure.schema import migrate as run_migrate
     from projections.catalog import all_projections
     from projections.engine import DEFAULT_BATCH, Projector
 
-    settings = load_settings()
-
-    async def run(url: str) -> None:
-        await run_migrate(url)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        pool = await create_pool(url, max_size=4)
-        try:
-            await Projector(pool, all_projections(), batch_size or DEFAULT_BATCH).run(stop)
-        finally:
-            await pool.close()
-
-    with database(settings) as url:
-        asyncio.run(run(url))
+    run_until_signalled(
+        load_settings(),
+        4,
+        lambda pool, stop: Projector(pool, all_projections(), batch_size or DEFAULT_BATCH).run(
+            stop
+        ),
+    )
 
 
 @main.command("relay")
@@ -153,24 +167,9 @@ def run_relay() -> None:
         )
     bootstrap = settings.kafka_bootstrap
     from infrastructure.kafka_relay import KafkaRelay
-    from infrastructure.postgres import create_pool
-    from infrastructure.schema import migrate as run_migrate
 
-    async def run(url: str) -> None:
-        await run_migrate(url)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        # One connection holds the leader lock and LISTENs; the others read and record.
-        pool = await create_pool(url, max_size=3)
-        try:
-            await KafkaRelay(pool, bootstrap).run(stop)
-        finally:
-            await pool.close()
-
-    with database(settings) as url:
-        asyncio.run(run(url))
+    # One connection holds the leader lock and LISTENs; the others read and record.
+    run_until_signalled(settings, 3, lambda pool, stop: KafkaRelay(pool, bootstrap).run(stop))
 
 
 async def _bootstrap_admin_key(url: str, settings: Settings) -> str | None:
