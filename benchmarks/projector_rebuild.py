@@ -20,16 +20,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import random
-import shutil
 import statistics
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -41,10 +36,11 @@ from eventsourcing.projection import ProjectionRunner
 from psycopg.sql import SQL, Identifier
 
 from application.registry import MODEL_NAME_SCOPE, RegistryApplication
+from benchmarks.common import fresh_database, postgres_server
 from domain.claims import UniqueClaim
 from domain.metadata import acting_as
 from domain.registry.model import Model
-from infrastructure.postgres import create_pool, embedded_server, eventsourcing_env, with_database
+from infrastructure.postgres import create_pool, eventsourcing_env
 from infrastructure.schema import migrate
 from projections.catalog import all_projections
 from projections.engine import REBUILD_BATCH, rebuild, rebuild_many
@@ -275,40 +271,6 @@ async def bench_raw(url: str, batch_size: int) -> tuple[int, float]:
 
 
 # ---------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def postgres_server() -> Iterator[str]:
-    """``AIMM_DATABASE_URL``'s server, or the embedded one in a temporary directory."""
-    url = os.environ.get("AIMM_DATABASE_URL")
-    if url:
-        yield url
-        return
-    tmp = Path(tempfile.mkdtemp(prefix="aimm-bench-"))
-    tmp.chmod(0o755)  # the embedded server may run as its own system user
-    try:
-        with embedded_server(tmp / "pg") as embedded_url:
-            yield embedded_url
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def fresh_database(server_url: str) -> Iterator[str]:
-    name = f"aimm_bench_{uuid.uuid4().hex[:10]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(with_database(server_url, "postgres"))
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield with_database(server_url, name)
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def rate(events: int, seconds: float) -> float:

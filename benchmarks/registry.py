@@ -24,8 +24,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from uuid import UUID
@@ -34,9 +32,10 @@ import asyncpg
 import httpx
 
 from application.registry import RegistryApplication
+from benchmarks.common import fresh_database, postgres_server
 from domain.metadata import acting_as
 from infrastructure import keys
-from infrastructure.postgres import eventsourcing_env, with_database
+from infrastructure.postgres import eventsourcing_env
 from infrastructure.schema import migrate
 
 GOAL_LIST = 0.5
@@ -50,18 +49,6 @@ async def models() -> Response[bytes]:
     return Response(BODY, media_type="application/json")
 app = Litestar([models])
 """
-
-
-@contextlib.contextmanager
-def server_url() -> Iterator[str]:
-    url = os.environ.get("AIMM_DATABASE_URL")
-    if url:
-        yield url
-        return
-    from infrastructure.postgres import embedded_server
-
-    with tempfile.TemporaryDirectory() as tmp, embedded_server(Path(tmp) / "pg") as embedded:
-        yield embedded
 
 
 def free_port() -> int:
@@ -148,125 +135,117 @@ def direct_deploys(
     return len(ids) / (time.perf_counter() - started)
 
 
-async def main(models: int, versions: int, requests: int, concurrency: int) -> None:
-    with server_url() as server:
-        name = f"aimm_bench_{uuid.uuid4().hex[:8]}"
-        admin = await asyncpg.connect(with_database(server, "postgres"))
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        await admin.close()
-        url = with_database(server, name)
-        procs: list[subprocess.Popen[bytes]] = []
-        try:
-            await migrate(url)
-            app = RegistryApplication(env=eventsourcing_env(url, pool_size=concurrency))
-            started = time.perf_counter()
-            ids = seed(app, models, versions)
-            print(
-                f"seeded {models} models x {versions} versions "
-                f"in {time.perf_counter() - started:.1f}s"
-            )
-            conn = await asyncpg.connect(url)
-            key, _ = await keys.create_key(conn, roles=["operator"], name="bench")
-            await conn.close()
+async def main(url: str, models: int, versions: int, requests: int, concurrency: int) -> None:
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        await migrate(url)
+        app = RegistryApplication(env=eventsourcing_env(url, pool_size=concurrency))
+        started = time.perf_counter()
+        ids = seed(app, models, versions)
+        print(
+            f"seeded {models} models x {versions} versions in {time.perf_counter() - started:.1f}s"
+        )
+        conn = await asyncpg.connect(url)
+        key, _ = await keys.create_key(conn, roles=["operator"], name="bench")
+        await conn.close()
 
-            env = {**os.environ, "AIMM_DATABASE_URL": url, "AIMM_LOG_LEVEL": "WARNING"}
-            aimm_port, bare_port = free_port(), free_port()
-            # As `aimm dev` runs it: the API and the projector as separate processes.
-            procs.append(
-                subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
-                    [sys.executable, "-m", "api.cli", "projector"],
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
+        env = {**os.environ, "AIMM_DATABASE_URL": url, "AIMM_LOG_LEVEL": "WARNING"}
+        aimm_port, bare_port = free_port(), free_port()
+        # As `aimm dev` runs it: the API and the projector as separate processes.
+        procs.append(
+            subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
+                [sys.executable, "-m", "api.cli", "projector"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
+        )
+        procs.append(
+            start(
+                [sys.executable, "-m", "api.cli", "serve"],
+                {**env, "AIMM_PORT": str(aimm_port)},
+                aimm_port,
+            )
+        )
+        headers = {"Authorization": f"Bearer {key}"}
+        async with httpx.AsyncClient(timeout=60) as client:
+            # Wait until the projector has caught up with the seed, then take the body.
+            while True:
+                page = await client.get(
+                    f"http://127.0.0.1:{aimm_port}/api/v1/ai/models?limit=50", headers=headers
+                )
+                items = page.json()["items"]
+                if len(items) == min(50, models) and all(
+                    i["latest_version"] == versions for i in items
+                ):
+                    break
+                await asyncio.sleep(0.5)
+            with tempfile.NamedTemporaryFile("wb", suffix=".json", delete=False) as body:
+                body.write(page.content)
+            bare_dir = Path(tempfile.mkdtemp())
+            (bare_dir / "bare_app.py").write_text(BARE_APP.format(path=body.name))
             procs.append(
                 start(
-                    [sys.executable, "-m", "api.cli", "serve"],
-                    {**env, "AIMM_PORT": str(aimm_port)},
-                    aimm_port,
+                    [
+                        sys.executable,
+                        "-m",
+                        "uvicorn",
+                        "bare_app:app",
+                        "--port",
+                        str(bare_port),
+                        "--log-level",
+                        "warning",
+                        "--app-dir",
+                        str(bare_dir),
+                    ],
+                    env,
+                    bare_port,
                 )
             )
-            headers = {"Authorization": f"Bearer {key}"}
-            async with httpx.AsyncClient(timeout=60) as client:
-                # Wait until the projector has caught up with the seed, then take the body.
-                while True:
-                    page = await client.get(
-                        f"http://127.0.0.1:{aimm_port}/api/v1/ai/models?limit=50", headers=headers
-                    )
-                    items = page.json()["items"]
-                    if len(items) == 50 and all(i["latest_version"] == versions for i in items):
-                        break
-                    await asyncio.sleep(0.5)
-                with tempfile.NamedTemporaryFile("wb", suffix=".json", delete=False) as body:
-                    body.write(page.content)
-                bare_dir = Path(tempfile.mkdtemp())
-                (bare_dir / "bare_app.py").write_text(BARE_APP.format(path=body.name))
-                procs.append(
-                    start(
-                        [
-                            sys.executable,
-                            "-m",
-                            "uvicorn",
-                            "bare_app:app",
-                            "--port",
-                            str(bare_port),
-                            "--log-level",
-                            "warning",
-                            "--app-dir",
-                            str(bare_dir),
-                        ],
-                        env,
-                        bare_port,
-                    )
-                )
-                get_list = [("GET", "/api/v1/ai/models?limit=50", None)] * requests
-                bare = await hammer(
-                    client,
-                    [("GET", f"http://127.0.0.1:{bare_port}{p}", b) for _, p, b in get_list],
-                    concurrency,
-                    headers,
-                )
-                ours = await hammer(
-                    client,
-                    [("GET", f"http://127.0.0.1:{aimm_port}{p}", b) for _, p, b in get_list],
-                    concurrency,
-                    headers,
-                )
-                print(
-                    f"GET /api/v1/ai/models: aimm {ours:,.0f} req/s, "
-                    f"bare Litestar from memory {bare:,.0f} req/s, "
-                    f"ratio {ours / bare:.2f} (goal >= {GOAL_LIST})"
-                )
-
-                half = len(ids) // 2
-                http_ids, direct_ids = ids[:half], ids[half:]
-                deploys = [
-                    (
-                        "POST",
-                        f"http://127.0.0.1:{aimm_port}/api/v1/ai/models/{i}/deploy",
-                        {"version": versions - 1, "reason": "bench"},
-                    )
-                    for i in http_ids
-                ]
-                http_rate = await hammer(client, deploys, concurrency, headers)
-            direct_rate = await asyncio.to_thread(
-                direct_deploys, app, direct_ids, versions, concurrency
+            get_list = [("GET", "/api/v1/ai/models?limit=50", None)] * requests
+            bare = await hammer(
+                client,
+                [("GET", f"http://127.0.0.1:{bare_port}{p}", b) for _, p, b in get_list],
+                concurrency,
+                headers,
+            )
+            ours = await hammer(
+                client,
+                [("GET", f"http://127.0.0.1:{aimm_port}{p}", b) for _, p, b in get_list],
+                concurrency,
+                headers,
             )
             print(
-                f"deploy: HTTP {http_rate:,.0f} commands/s, "
-                f"direct Application {direct_rate:,.0f} commands/s, "
-                f"ratio {http_rate / direct_rate:.2f} (goal >= {GOAL_DEPLOY})"
+                f"GET /api/v1/ai/models: aimm {ours:,.0f} req/s, "
+                f"bare Litestar from memory {bare:,.0f} req/s, "
+                f"ratio {ours / bare:.2f} (goal >= {GOAL_LIST})"
             )
-            app.close()
-        finally:
-            for proc in procs:
-                proc.terminate()
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=10)
-            admin = await asyncpg.connect(with_database(server, "postgres"))
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await admin.close()
+
+            half = len(ids) // 2
+            http_ids, direct_ids = ids[:half], ids[half:]
+            deploys = [
+                (
+                    "POST",
+                    f"http://127.0.0.1:{aimm_port}/api/v1/ai/models/{i}/deploy",
+                    {"version": versions - 1, "reason": "bench"},
+                )
+                for i in http_ids
+            ]
+            http_rate = await hammer(client, deploys, concurrency, headers)
+        direct_rate = await asyncio.to_thread(
+            direct_deploys, app, direct_ids, versions, concurrency
+        )
+        print(
+            f"deploy: HTTP {http_rate:,.0f} commands/s, "
+            f"direct Application {direct_rate:,.0f} commands/s, "
+            f"ratio {http_rate / direct_rate:.2f} (goal >= {GOAL_DEPLOY})"
+        )
+        app.close()
+    finally:
+        for proc in procs:
+            proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=10)
 
 
 if __name__ == "__main__":
@@ -278,4 +257,13 @@ if __name__ == "__main__":
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=8)
     options = parser.parse_args()
-    asyncio.run(main(options.models, options.versions, options.requests, options.concurrency))
+    with postgres_server() as server, fresh_database(server) as database_url:
+        asyncio.run(
+            main(
+                database_url,
+                options.models,
+                options.versions,
+                options.requests,
+                options.concurrency,
+            )
+        )

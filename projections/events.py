@@ -75,25 +75,15 @@ SELECT_COLUMNS = "notification_id, originator_id, originator_version, topic, sta
 
 
 async def read_events(
-    conn: asyncpg.Connection, context: str, after: int, limit: int, until: int | None = None
+    conn: asyncpg.Connection, context: str, after: int, limit: int
 ) -> list[Event]:
-    """Events of one context's log after ``after`` (and up to ``until``), in log order."""
-    table = events_table(context)
-    if until is None:
-        rows = await conn.fetch(
-            f"SELECT {SELECT_COLUMNS} FROM {table} WHERE notification_id > $1 "
-            "ORDER BY notification_id LIMIT $2",
-            after,
-            limit,
-        )
-    else:
-        rows = await conn.fetch(
-            f"SELECT {SELECT_COLUMNS} FROM {table} WHERE notification_id > $1 "
-            "AND notification_id <= $3 ORDER BY notification_id LIMIT $2",
-            after,
-            limit,
-            until,
-        )
+    """Up to ``limit`` events of one context's log after ``after``, in log order."""
+    rows = await conn.fetch(
+        f"SELECT {SELECT_COLUMNS} FROM {events_table(context)} WHERE notification_id > $1 "
+        "ORDER BY notification_id LIMIT $2",
+        after,
+        limit,
+    )
     return [decode_row(context, row) for row in rows]
 
 
