@@ -7,14 +7,15 @@ import asyncio
 import asyncpg
 
 from application.contexts import Contexts
-from infrastructure import keys
+from infrastructure import kafka_relay, keys
 from infrastructure.postgres import ensure_database, eventsourcing_env
 from projections import engine
 from projections.catalog import all_projections
 
 
 async def migrate(url: str) -> None:
-    """Create the database, the events tables, the key store and the read models."""
+    """Create the database, the events tables, the key store, relay positions and the
+    read models."""
     await ensure_database(url)
     # The event store creates its tables (one per context) when the applications start.
     contexts = await asyncio.to_thread(Contexts, eventsourcing_env(url, pool_size=1))
@@ -24,6 +25,9 @@ async def migrate(url: str) -> None:
         # Several processes migrate at start (API, projector, relay): one at a time.
         await conn.execute("SELECT pg_advisory_lock(hashtextextended('aimm.migrate', 0))")
         await conn.execute(keys.DDL)
+        # The relay's positions exist from the start, like every other table: nothing that
+        # reads them has to race a relay's first start.
+        await kafka_relay.setup(conn)
         await engine.setup(conn, all_projections())
     finally:
         await conn.close()

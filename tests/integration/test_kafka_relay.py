@@ -32,6 +32,7 @@ from domain.metadata import acting_as
 from infrastructure.kafka_consumer import DedupingConsumer, ReceivedEvent, analytics_consumer
 from infrastructure.kafka_relay import KafkaRelay, PublishError, relay_positions
 from infrastructure.postgres import create_pool, eventsourcing_env
+from infrastructure.schema import migrate
 from projections.events import Event, envelope, event_id, read_events
 from tests.conftest import free_port, wait_for_port
 
@@ -57,6 +58,7 @@ async def contexts(database_url: str) -> AsyncIterator[Contexts]:
 
 @pytest.fixture
 async def pool(database_url: str, contexts: Contexts) -> AsyncIterator[asyncpg.Pool]:
+    await migrate(database_url)  # as every aimm process does before it starts
     pg = await create_pool(database_url, max_size=4)
     yield pg
     await pg.close()
