@@ -181,15 +181,22 @@ class MarketDataApplication(ContextApplication):
         return self.load(market_data_id(ticker), MarketData, "ticker")
 
 
-def import_csv(
-    app: MarketDataApplication, ticker: str, text: str, *, replace: bool = False
+def import_rows(
+    app: MarketDataApplication, ticker: str, rows: Iterable[Any], *, replace: bool = False
 ) -> ImportOutcome:
-    """Import a CSV's bars (the command line and the sample data loader use this)."""
+    """Import parsed rows (the command line and the sample data loader use this)."""
     outcomes: list[ImportOutcome] = []
 
     def respond(_: MarketData, outcome: ImportOutcome) -> Response:
         outcomes.append(outcome)
         return 200, None
 
-    app.import_bars(ticker, parse_csv(text), replace=replace, respond=respond)
+    app.import_bars(ticker, rows, replace=replace, respond=respond)
     return outcomes[-1]
+
+
+def import_csv(
+    app: MarketDataApplication, ticker: str, text: str, *, replace: bool = False
+) -> ImportOutcome:
+    """Import a CSV's bars."""
+    return import_rows(app, ticker, parse_csv(text), replace=replace)

@@ -326,3 +326,34 @@ def parse_csv(text: str) -> list[dict[str, str]]:
             continue
         rows.append({f: record[i] if i < len(record) else "" for f, i in index.items()})
     return rows
+
+
+PARQUET_MEDIA_TYPES = ("application/vnd.apache.parquet", "application/x-parquet")
+
+
+def parse_parquet(data: bytes) -> list[dict[str, Any]]:
+    """Rows of a Parquet file with columns naming at least FIELDS (any case; other columns
+    are ignored). Dates may be stored as dates, datetimes (the day is kept) or ISO text.
+    Raises InvalidBarsError when the file is not Parquet or lacks a field."""
+    import polars as pl
+
+    try:
+        frame = pl.read_parquet(io.BytesIO(data))
+    except Exception:  # noqa: BLE001 - polars raises several error types for a bad file
+        raise InvalidBarsError(
+            [{"row": None, "message": "the body is not a readable Parquet file"}]
+        ) from None
+    names = {c.strip().lower(): c for c in frame.columns}
+    missing = [f for f in FIELDS if f not in names]
+    if missing:
+        raise InvalidBarsError(
+            [{"row": None, "message": f"the Parquet file lacks the columns {', '.join(missing)}"}]
+        )
+    frame = frame.select([pl.col(names[f]).alias(f) for f in FIELDS])
+    if frame.schema["date"] in (pl.Date, pl.Datetime):
+        frame = frame.with_columns(pl.col("date").dt.date().cast(pl.String))
+    rows: list[dict[str, Any]] = frame.to_dicts()
+    for row in rows:
+        if not isinstance(row["date"], str) and row["date"] is not None:
+            row["date"] = str(row["date"])
+    return rows

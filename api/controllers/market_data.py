@@ -1,7 +1,8 @@
 """Market data resource: /api/v1/market-data (daily bars per ticker).
 
 ``POST /{ticker}/bars`` takes JSON (``{"rows": [...], "replace": false}``) or a CSV
-upload (``Content-Type: text/csv``, header with date, open, high, low, close, volume;
+upload (``Content-Type: text/csv``, header with date, open, high, low, close, volume),
+or a Parquet upload (``Content-Type: application/vnd.apache.parquet``, same columns;
 ``?replace=true`` to correct stored dates). Answers 201 when an import event was
 recorded, 200 when every row equalled a stored bar (nothing recorded), 400 with the
 bad row numbers, 409 with the contradicting dates.
@@ -33,6 +34,7 @@ from api.pagination import DEFAULT_LIMIT, check_limit, decode_cursor, encode_cur
 from application.base import Response as CommandResponse
 from application.contexts import Contexts
 from domain.market_data import (
+    PARQUET_MEDIA_TYPES,
     ContradictingBarsError,
     ImportOutcome,
     InvalidBarsError,
@@ -40,6 +42,7 @@ from domain.market_data import (
     MarketData,
     check_ticker,
     parse_csv,
+    parse_parquet,
 )
 from projections import market_data as views
 
@@ -87,8 +90,12 @@ async def _read_import(request: Request[Any, Any, Any], replace_query: bool) -> 
         except UnicodeDecodeError:
             raise ProblemError(400, "the CSV must be UTF-8") from None
         return parse_csv(text), replace_query
+    if content_type in PARQUET_MEDIA_TYPES:
+        return parse_parquet(body), replace_query
     if content_type not in ("application/json", ""):
-        raise ProblemError(415, "send application/json or text/csv")
+        raise ProblemError(
+            415, "send application/json, text/csv or application/vnd.apache.parquet"
+        )
     try:
         data = _decode_import(body)
     except msgspec.ValidationError as exc:
@@ -115,7 +122,7 @@ class MarketDataController(Controller):
         replace: bool = False,
     ) -> Response[Any]:
         """Import daily bars of a ticker (JSON ``{"rows": [...], "replace": false}`` or
-        ``text/csv``); all rows or none."""
+        ``text/csv``, or Parquet); all rows or none."""
         try:
             normalised = check_ticker(ticker)
             rows, replace_rows = await _read_import(request, replace)

@@ -158,6 +158,48 @@ async def test_csv_upload_imports_the_same_bars(api: Api) -> None:
     assert problem["rows"] == [1]
 
 
+async def test_parquet_upload_imports_the_same_bars(api: Api) -> None:
+    import io
+    from datetime import date
+
+    import polars as pl
+
+    frame = pl.DataFrame(
+        {
+            "Date": [date.fromisoformat(r["date"]) for r in ROWS],
+            "Open": [r["open"] for r in ROWS],
+            "High": [r["high"] for r in ROWS],
+            "Low": [r["low"] for r in ROWS],
+            "Close": [r["close"] for r in ROWS],
+            "Volume": [r["volume"] for r in ROWS],
+        }
+    )
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer)
+    headers = {**api.auth("operator"), "Content-Type": "application/vnd.apache.parquet"}
+    response = await api.client.post(
+        f"{BASE}/ACME/bars", content=buffer.getvalue(), headers=headers
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["row_count"] == 3
+    assert (await post_bars(api, "ACME", ROWS)).json()["changed"] is False
+    # not Parquet, or a Parquet file without a volume column: 400, nothing recorded
+    before = await events(api)
+    is_problem(await api.client.post(f"{BASE}/ACME/bars", content=b"PAR1", headers=headers), 400)
+    buffer = io.BytesIO()
+    frame.drop("Volume").write_parquet(buffer)
+    problem = is_problem(
+        await api.client.post(f"{BASE}/ACME/bars", content=buffer.getvalue(), headers=headers),
+        400,
+    )
+    assert "volume" in problem["detail"]
+    assert await events(api) == before
+    unsupported = {**api.auth("operator"), "Content-Type": "application/xml"}
+    is_problem(
+        await api.client.post(f"{BASE}/ACME/bars", content=b"<a/>", headers=unsupported), 415
+    )
+
+
 async def test_viewer_cannot_import_and_unknown_ticker_is_404(api: Api) -> None:
     is_problem(await post_bars(api, "ACME", ROWS, role="viewer"), 403)
     is_problem(await post_bars(api, "ACME", ROWS, role="auditor"), 403)
