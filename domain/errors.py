@@ -30,3 +30,11 @@ class DuplicateNameError(ConflictError):
 
 class IdempotencyKeyReusedError(DomainError):
     """An Idempotency-Key was reused with a different request (HTTP 422)."""
+
+
+class InvalidFieldsError(DomainError):
+    """Input values outside their documented bounds (HTTP 400, every bad field named)."""
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        super().__init__("; ".join(f"{e['field']}: {e['message']}" for e in errors))
+        self.errors = errors

@@ -1,0 +1,1 @@
+"""Machine learning: datasets, hyperparameters, training runs and early stopping."""
