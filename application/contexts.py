@@ -12,10 +12,7 @@ from typing import Any
 from application.base import ContextApplication
 from application.market_data import MarketDataApplication
 from application.registry import RegistryApplication
-
-
-class TrainingApplication(ContextApplication):
-    name = "training"
+from application.training import TrainingApplication
 
 
 class PredictionsApplication(MarketDataApplication):

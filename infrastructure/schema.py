@@ -7,15 +7,15 @@ import asyncio
 import asyncpg
 
 from application.contexts import Contexts
-from infrastructure import kafka_relay, keys
+from infrastructure import job_queue, kafka_relay, keys
 from infrastructure.postgres import ensure_database, eventsourcing_env
 from projections import engine
 from projections.catalog import all_projections
 
 
 async def migrate(url: str) -> None:
-    """Create the database, the events tables, the key store, relay positions and the
-    read models."""
+    """Create the database, the events tables (and, with them, the payload and artifact
+    stores), the key store, relay positions, the job queue and the read models."""
     await ensure_database(url)
     # The event store creates its tables (one per context) when the applications start.
     contexts = await asyncio.to_thread(Contexts, eventsourcing_env(url, pool_size=1))
@@ -28,6 +28,7 @@ async def migrate(url: str) -> None:
         # The relay's positions exist from the start, like every other table: nothing that
         # reads them has to race a relay's first start.
         await kafka_relay.setup(conn)
+        await conn.execute(job_queue.DDL)
         await engine.setup(conn, all_projections())
     finally:
         await conn.close()

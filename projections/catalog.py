@@ -8,10 +8,18 @@ from projections.base import Projection
 from projections.market_data import MarketDataBars
 from projections.registry_models import RegistryModels
 from projections.registry_versions import RegistryVersions
+from projections.training import TrainingViews
 
 
 def all_projections() -> list[Projection]:
-    return [AuditIndex(), AuditChain(), RegistryModels(), RegistryVersions(), MarketDataBars()]
+    return [
+        AuditIndex(),
+        AuditChain(),
+        RegistryModels(),
+        RegistryVersions(),
+        MarketDataBars(),
+        TrainingViews(),
+    ]
 
 
 def by_name(name: str) -> Projection:

@@ -1,0 +1,75 @@
+"""Artifacts stored by content hash: dataset rows and trained parameters.
+
+An artifact's key is ``sha256:<hex>`` of its bytes, so the key proves the content: a
+reader recomputes the hash, and a store that returned other bytes is caught. Writes
+are idempotent (the same bytes, the same key) and happen before the event that names
+the hash is saved, so an event never names a missing artifact; an artifact whose
+event was never saved is unreferenced, not harmful. Bytes are kept zlib-compressed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from typing import Any
+
+import asyncpg
+
+DDL = """
+CREATE TABLE IF NOT EXISTS aimm_artifacts (
+    content_hash text PRIMARY KEY,
+    media_type text NOT NULL,
+    size_bytes bigint NOT NULL,
+    data bytea NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+class ArtifactIntegrityError(RuntimeError):
+    """Stored bytes whose hash is not their key: the store was altered."""
+
+
+def content_hash(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _checked(key: str, compressed: bytes) -> bytes:
+    data = zlib.decompress(compressed)
+    if content_hash(data) != key:
+        raise ArtifactIntegrityError(f"artifact {key} does not match its content")
+    return data
+
+
+class ArtifactStore:
+    """Artifacts in the events' database, through an eventsourcing datastore's pool."""
+
+    def __init__(self, datastore: Any) -> None:
+        self.datastore = datastore
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute("SELECT pg_advisory_xact_lock(hashtextextended('aimm.artifacts', 0))")
+            curs.execute(DDL)
+
+    def put(self, data: bytes, media_type: str) -> str:
+        key = content_hash(data)
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                "INSERT INTO aimm_artifacts (content_hash, media_type, size_bytes, data) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (content_hash) DO NOTHING",
+                (key, media_type, len(data), zlib.compress(data, 6)),
+            )
+        return key
+
+    def get(self, key: str) -> bytes | None:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute("SELECT data FROM aimm_artifacts WHERE content_hash = %s", (key,))
+            row = curs.fetchone()
+        return None if row is None else _checked(key, bytes(row["data"]))
+
+
+async def fetch(conn: asyncpg.Connection, key: str) -> tuple[str, bytes] | None:
+    """(media type, bytes) of an artifact, checked against its key; None if unknown."""
+    row = await conn.fetchrow(
+        "SELECT media_type, data FROM aimm_artifacts WHERE content_hash = $1", key
+    )
+    return None if row is None else (row["media_type"], _checked(key, row["data"]))

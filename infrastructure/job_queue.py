@@ -1,0 +1,143 @@
+"""The training job queue in PostgreSQL: leases claimed with ``FOR UPDATE SKIP LOCKED``.
+
+Which runs exist and whether they are queued is the log's business; the queue only
+holds *who works on what until when*. Workers fill it from the ``training_jobs`` read
+model (runs still queued or running, ``ON CONFLICT DO NOTHING``), so a run is
+enqueued even if the process that requested it died right after saving its event, and
+the table can be dropped at any time without losing a job. It is not a projection
+(rebuilding the read models must not forget leases), so it lives beside the key store.
+
+A claim takes the oldest row that is queued or whose lease has expired, skipping rows
+another worker is claiming at that moment, and sets a lease of ``lease_seconds``; the
+holder renews it on each heartbeat. A killed worker stops renewing, its lease
+expires, and the next claim takes the run over with the attempt count raised, naming
+the previous holder, so the run is restarted or, past ``max_attempts``, failed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+DDL = """
+CREATE TABLE IF NOT EXISTS aimm_job_queue (
+    run_id uuid PRIMARY KEY,
+    state text NOT NULL DEFAULT 'queued',
+    owner text,
+    previous_owner text,
+    lease_expires_at timestamptz,
+    attempts integer NOT NULL DEFAULT 0,
+    enqueued_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS aimm_job_queue_claimable
+    ON aimm_job_queue (enqueued_at) WHERE state <> 'done';
+"""
+
+
+@dataclass(frozen=True)
+class Lease:
+    run_id: UUID
+    owner: str
+    attempt: int
+    previous_owner: str | None
+    expires_at: datetime
+    expired_before: bool  # True when the run was taken over from an expired lease
+
+
+class JobQueue:
+    """Claim, renew and release training runs (synchronous: the worker is a thread world)."""
+
+    def __init__(self, datastore: Any, lease_seconds: float) -> None:
+        self.datastore = datastore
+        self.lease_seconds = lease_seconds
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute("SELECT pg_advisory_xact_lock(hashtextextended('aimm.job_queue', 0))")
+            curs.execute(DDL)
+
+    def sync(self, jobs_table: str = "rm_training_jobs") -> int:
+        """Enqueue runs the read model shows as queued or running and the queue lacks."""
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute("SELECT to_regclass(%s) AS t", (jobs_table,))
+            row = curs.fetchone()
+            if row is None or row["t"] is None:
+                return 0
+            curs.execute(
+                "INSERT INTO aimm_job_queue (run_id, enqueued_at) "
+                f"SELECT id, requested_at FROM {jobs_table} "
+                "WHERE status IN ('queued', 'running') ON CONFLICT (run_id) DO NOTHING"
+            )
+            return int(curs.rowcount or 0)
+
+    def enqueue(self, run_id: UUID) -> None:
+        """Queue one run now (a caller that knows the run exists need not wait for sync)."""
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                "INSERT INTO aimm_job_queue (run_id, enqueued_at) VALUES (%s, now()) "
+                "ON CONFLICT (run_id) DO NOTHING",
+                (run_id,),
+            )
+
+    def claim(self, owner: str) -> Lease | None:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                "WITH next AS ("
+                "  SELECT run_id, state = 'leased' AS expired FROM aimm_job_queue"
+                "  WHERE state = 'queued' OR (state = 'leased' AND lease_expires_at < now())"
+                "  ORDER BY enqueued_at, run_id LIMIT 1 FOR UPDATE SKIP LOCKED) "
+                "UPDATE aimm_job_queue q SET state = 'leased', owner = %s, "
+                "previous_owner = q.owner, attempts = q.attempts + 1, updated_at = now(), "
+                "lease_expires_at = now() + make_interval(secs => %s) "
+                "FROM next WHERE q.run_id = next.run_id "
+                "RETURNING q.run_id, q.attempts, q.previous_owner, q.lease_expires_at, "
+                "next.expired",
+                (owner, self.lease_seconds),
+            )
+            row = curs.fetchone()
+        if row is None:
+            return None
+        return Lease(
+            run_id=row["run_id"],
+            owner=owner,
+            attempt=row["attempts"],
+            previous_owner=row["previous_owner"],
+            expires_at=row["lease_expires_at"],
+            expired_before=bool(row["expired"]),
+        )
+
+    def renew(self, lease: Lease) -> bool:
+        """Extend the lease; False when it was lost (expired and taken over)."""
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                "UPDATE aimm_job_queue SET lease_expires_at = now() + make_interval(secs => %s),"
+                " updated_at = now() WHERE run_id = %s AND owner = %s AND attempts = %s "
+                "AND state = 'leased'",
+                (self.lease_seconds, lease.run_id, lease.owner, lease.attempt),
+            )
+            return bool(curs.rowcount)
+
+    def release(self, lease: Lease) -> None:
+        """The run has ended: nobody needs to claim it again."""
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                "UPDATE aimm_job_queue SET state = 'done', lease_expires_at = NULL, "
+                "updated_at = now() WHERE run_id = %s AND owner = %s AND attempts = %s",
+                (lease.run_id, lease.owner, lease.attempt),
+            )
+
+    def leases(self) -> list[dict[str, Any]]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute("SELECT * FROM aimm_job_queue ORDER BY enqueued_at")
+            return [dict(r) for r in curs.fetchall()]
+
+    def version_of(self, run_id: UUID, events_table: str = "training_events") -> int:
+        """The run's latest stored version: cheap, for a heartbeat to notice a stop."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                f"SELECT max(originator_version) AS v FROM {events_table} WHERE originator_id = %s",
+                (run_id,),
+            )
+            row = curs.fetchone()
+        return int(row["v"] or 0) if row else 0
