@@ -20,6 +20,7 @@ from api.auth import authentication_middleware, correlation_middleware
 from api.controllers.audit import AuditController
 from api.controllers.health import HealthController, MetricsController
 from api.controllers.market_data import MarketDataController
+from api.controllers.ml import DatasetController, JobController
 from api.controllers.model_versions import ModelVersionController
 from api.controllers.models import ModelController
 from api.errors import EXCEPTION_HANDLERS
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 ROUTES: list[Any] = [
     AuditController,
     HealthController,
+    DatasetController,
+    JobController,
     MarketDataController,
     MetricsController,
     ModelController,

@@ -172,6 +172,66 @@ def run_relay() -> None:
     run_until_signalled(settings, 3, lambda pool, stop: KafkaRelay(pool, bootstrap).run(stop))
 
 
+@main.command("worker")
+@click.option(
+    "--lease-seconds",
+    default=15.0,
+    type=click.FloatRange(min=1.0),
+    envvar="AIMM_WORKER_LEASE_SECONDS",
+    show_default=True,
+    help="How long a claimed job stays leased without a heartbeat.",
+)
+@click.option(
+    "--max-attempts",
+    default=3,
+    type=click.IntRange(min=1),
+    envvar="AIMM_WORKER_MAX_ATTEMPTS",
+    show_default=True,
+    help="Attempts of a job before a lost lease fails it.",
+)
+@click.option(
+    "--registrar/--no-registrar", default=True, show_default=True,
+    help="Also run the process manager registering finished runs in the registry.",
+)  # fmt: skip
+def run_worker(lease_seconds: float, max_attempts: int, registrar: bool) -> None:
+    """Train queued jobs (JAX) until stopped; more workers train more jobs at once."""
+    import threading
+
+    from application.registrar import run_registrar
+    from application.training import TrainingApplication
+    from application.worker import TrainingWorker, tune_process
+    from infrastructure.job_queue import JobQueue
+    from infrastructure.postgres import eventsourcing_env
+    from infrastructure.schema import migrate as run_migrate
+
+    settings = load_settings()
+    tune_process()
+    with database(settings) as url:
+        asyncio.run(run_migrate(url))
+        env = eventsourcing_env(url, pool_size=2)
+        stopping = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stopping.set())
+        threads = []
+        if registrar:
+            threads.append(
+                threading.Thread(target=run_registrar, args=(env, stopping), name="registrar")
+            )
+        training = TrainingApplication(env=env)
+        try:
+            queue = JobQueue(training.recorder.datastore, lease_seconds)  # type: ignore[attr-defined]
+            worker = TrainingWorker(training, queue, max_attempts=max_attempts)
+            for thread in threads:
+                thread.start()
+            click.echo(f"worker {worker.name} is waiting for training jobs")
+            worker.run(stopping)
+        finally:
+            stopping.set()
+            for thread in threads:
+                thread.join()
+            training.close()
+
+
 async def _bootstrap_admin_key(url: str, settings: Settings) -> str | None:
     """On first start with no admin key configured or stored, create one."""
 
@@ -191,7 +251,8 @@ async def _bootstrap_admin_key(url: str, settings: Settings) -> str | None:
 
 @main.command()
 def dev() -> None:
-    """Run everything: database, API, projector (and relay if Kafka is set). Ctrl-C stops all."""
+    """Run everything: database, API, projector, training worker (and relay if Kafka is
+    set). Ctrl-C stops all."""
     from infrastructure.schema import migrate as run_migrate
 
     settings = load_settings()
@@ -207,6 +268,7 @@ def dev() -> None:
         children = [
             subprocess.Popen([*exe, "projector"], env=env),  # noqa: S603
             subprocess.Popen([*exe, "serve"], env=env),  # noqa: S603
+            subprocess.Popen([*exe, "worker"], env=env),  # noqa: S603
         ]
         if settings.kafka_bootstrap is not None:
             children.append(subprocess.Popen([*exe, "relay"], env=env))  # noqa: S603
@@ -466,12 +528,14 @@ def market_data() -> None:
 @click.option("--ticker", required=True, help="The ticker the bars belong to.")
 @click.option("--replace", is_flag=True, help="Correct stored dates the file contradicts.")
 def market_data_import(file: Path, ticker: str, replace: bool) -> None:
-    """Import a CSV (date,open,high,low,close,volume; .gz too) as one import event."""
+    """Import a CSV (date,open,high,low,close,volume; .gz too) or a Parquet file
+    (.parquet, same columns) as one import event."""
     import msgspec
 
     from application.contexts import Contexts
-    from application.market_data import import_csv
+    from application.market_data import import_rows
     from domain.errors import DomainError
+    from domain.market_data import parse_csv, parse_parquet
     from domain.metadata import acting_as
     from infrastructure.postgres import eventsourcing_env
     from infrastructure.schema import migrate as run_migrate
@@ -482,7 +546,12 @@ def market_data_import(file: Path, ticker: str, replace: bool) -> None:
         contexts = Contexts(eventsourcing_env(url, pool_size=1))
         try:
             with acting_as(f"cli:{os.environ.get('USER', 'unknown')}", f"cli-{os.getpid()}"):
-                outcome = import_csv(contexts.predictions, ticker, _read_csv(file), replace=replace)
+                rows = (
+                    parse_parquet(file.read_bytes())
+                    if file.suffix in (".parquet", ".pq")
+                    else parse_csv(_read_csv(file))
+                )
+                outcome = import_rows(contexts.predictions, ticker, rows, replace=replace)
         except DomainError as exc:
             raise click.ClickException(str(exc)) from None
         finally:

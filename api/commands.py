@@ -86,7 +86,7 @@ async def run_command(
     if isinstance(body, dict):
         if "version" in body:
             headers["ETag"] = f'"{body["version"]}"'
-    if location is not None and result.value.status_code == 201:
+    if location is not None and result.value.status_code in (201, 202):
         headers["Location"] = location(body)
     if result.replayed:
         headers["Idempotent-Replayed"] = "true"
