@@ -78,7 +78,7 @@ CLASSIFIER = "mlp_classifier"
 
 Params = Any  # list of (w, b) pairs of jax arrays, one pair per layer
 _Arrays = tuple[jax.Array, jax.Array, jax.Array, jax.Array]
-ChunkFn = Callable[..., tuple[Any, Any, jax.Array, jax.Array]]
+ChunkFn = Callable[..., tuple[Any, Any, jax.Array]]
 
 
 @dataclass(frozen=True)
@@ -228,7 +228,7 @@ class Trainer:
         self._step = 0
         # compiled per distinct chunk length; the order and evaluation, which do not
         # depend on the optimizer, are compiled once per shape for every trainer
-        self._chunks: dict[int, ChunkFn] = {}
+        self._chunks: dict[tuple[int, bool], ChunkFn] = {}
 
     def _standardise(self, x: np.ndarray) -> np.ndarray:
         return (np.asarray(x, np.float32) - self._mean) / self._std
@@ -250,10 +250,21 @@ class Trainer:
         updates, opt_state = self._optimizer.update(grads, opt_state, params)
         return (optax.apply_updates(params, updates), opt_state), (loss, accuracy)
 
-    def _run_chunk(
-        self, params: Params, opt_state: Any, data: _Arrays, start: jax.Array, *, length: int
-    ) -> tuple[Params, Any, jax.Array, jax.Array]:
-        """``length`` steps from step ``start`` of the epoch; data is (x, y, order, mask)."""
+    def _run_chunk(  # noqa: PLR0913
+        self,
+        params: Params,
+        opt_state: Any,
+        data: _Arrays,
+        start: jax.Array,
+        *,
+        length: int,
+        evaluate: bool,
+    ) -> tuple[Params, Any, jax.Array]:
+        """``length`` steps from step ``start`` of the epoch; data is (x, y, order, mask).
+
+        Returns the new state and one small vector of statistics — the sums of the
+        steps' losses and accuracies, then (when ``evaluate``) the validation loss and
+        accuracy with the new parameters — so a chunk costs one host transfer."""
         x, y, order, mask = data
         rows = jax.lax.dynamic_slice_in_dim(order, start, length)
         weights = jax.lax.dynamic_slice_in_dim(mask, start, length)
@@ -261,12 +272,17 @@ class Trainer:
         (params, opt_state), (losses, accuracies) = jax.lax.scan(
             step, (params, opt_state), (rows, weights)
         )
-        return params, opt_state, losses, accuracies
+        sums = [jnp.sum(losses), jnp.sum(accuracies)]
+        if evaluate:
+            sums.extend(_evaluate(params, self._x_val, self._y_val, model_type=self.model_type))
+        return params, opt_state, jnp.stack(sums)
 
-    def _chunk(self, length: int) -> ChunkFn:
-        if length not in self._chunks:
-            self._chunks[length] = jax.jit(functools.partial(self._run_chunk, length=length))
-        return self._chunks[length]
+    def _chunk(self, length: int, evaluate: bool) -> ChunkFn:
+        if (length, evaluate) not in self._chunks:
+            self._chunks[length, evaluate] = jax.jit(
+                functools.partial(self._run_chunk, length=length, evaluate=evaluate)
+            )
+        return self._chunks[length, evaluate]
 
     def run_epoch(
         self, epoch: int, every_steps: int | None = None, chunk_steps: int = 256
@@ -283,26 +299,39 @@ class Trainer:
         spent = 0.0
         started = time.perf_counter()
         order = _epoch_order(self._key, epoch, rows=self._n_train, batch_size=self.batch_size)
-        losses: list[np.ndarray] = []
-        accuracies: list[np.ndarray] = []
-        done = 0
+        loss_sum = accuracy_sum = 0.0
+        steps = done = 0
         while done < self.steps_per_epoch:
             until = self.steps_per_epoch
             if every_steps is not None:
                 until = min(until, done + every_steps - self._step % every_steps)
             length = min(chunk_steps, until - done)
-            self._params, self._opt_state, chunk_losses, chunk_accuracies = self._chunk(length)(
+            end = done + length == self.steps_per_epoch
+            due = end or (every_steps is not None and (self._step + length) % every_steps == 0)
+            self._params, self._opt_state, stats = self._chunk(length, due)(
                 self._params, self._opt_state, (self._x, self._y, order, self._mask), done
             )
-            losses.append(np.asarray(chunk_losses))  # waits for the chunk
-            accuracies.append(np.asarray(chunk_accuracies))
+            values = np.asarray(stats, np.float64)  # waits for the chunk
+            loss_sum += values[0]
+            accuracy_sum += values[1]
+            steps += length
             done += length
             self._step += length
-            end = done == self.steps_per_epoch
             item: MetricPoint | None = None
-            if end or (every_steps is not None and self._step % every_steps == 0):
-                item = self._point(epoch, end, losses, accuracies)
-                losses, accuracies = [], []
+            if due:
+                item = MetricPoint(
+                    epoch=epoch,
+                    step=self._step,
+                    end_of_epoch=end,
+                    loss=loss_sum / steps,
+                    accuracy=accuracy_sum / steps,
+                    val_loss=float(values[2]),
+                    val_accuracy=float(values[3]),
+                    learning_rate=self._learning_rate(self._step - 1),
+                    duration_ms=0.0,
+                )
+                loss_sum = accuracy_sum = 0.0
+                steps = 0
             spent += time.perf_counter() - started
             if item is not None:
                 item = replace(item, duration_ms=spent * 1000.0)
@@ -310,23 +339,11 @@ class Trainer:
             yield item
             started = time.perf_counter()
 
-    def _point(
-        self, epoch: int, end: bool, losses: list[np.ndarray], accuracies: list[np.ndarray]
-    ) -> MetricPoint:
-        val_loss, val_accuracy = _evaluate(
-            self._params, self._x_val, self._y_val, model_type=self.model_type
-        )
-        return MetricPoint(
-            epoch=epoch,
-            step=self._step,
-            end_of_epoch=end,
-            loss=float(np.mean(np.concatenate(losses), dtype=np.float64)),
-            accuracy=float(np.mean(np.concatenate(accuracies), dtype=np.float64)),
-            val_loss=float(val_loss),
-            val_accuracy=float(val_accuracy),
-            learning_rate=float(self._schedule(self._step - 1)),
-            duration_ms=0.0,
-        )
+    def _learning_rate(self, step: int) -> float:
+        """The schedule's rate at ``step``, computed once per step number and kept."""
+        if self.hp.lr_schedule == "constant":
+            return float(self.hp.learning_rate)
+        return float(self._schedule(step))
 
     def params_snapshot(self) -> Any:
         """A host copy of the current parameters, for ``restore``."""
