@@ -27,6 +27,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.projector_rebuild
 	$(BIN)/python -m benchmarks.registry
+	$(BIN)/python -m benchmarks.training
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -122,10 +122,10 @@ async def job(api: Api, job_id: str) -> dict[str, Any]:
 
 
 async def wait_job(
-    api: Api, job_id: str, until: Any, timeout: float = 90.0
+    api: Api, job_id: str, until: Any, within: float = 90.0
 ) -> dict[str, Any]:
     """Poll the job until ``until(job)`` holds."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         response = await api.client.get(f"{JOBS}/{job_id}", headers=api.auth("viewer"))
         assert response.status_code in (200, 404), response.text  # 404: not projected yet
@@ -310,8 +310,9 @@ async def test_a_queued_job_stops_at_once_and_an_ended_job_refuses_a_stop(
     queued = await train(api, dataset["id"])  # no worker runs in this test
     assert queued["status"] == "queued"
     response = await api.client.post(
-        f"{JOBS}/{queued['id']}/stop", json={"reason": "wrong dataset"}, headers=api.auth("operator")
-    )
+        f"{JOBS}/{queued['id']}/stop", json={"reason": "wrong dataset"},
+        headers=api.auth("operator"),
+    )  # fmt: skip
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "stopped"
     stopped = await wait_job(api, queued["id"], ended)
@@ -447,7 +448,7 @@ async def test_stop_ends_a_running_job_within_seconds(
         f"{JOBS}/{accepted['id']}/stop", json={"reason": "enough"}, headers=api.auth("operator")
     )
     assert response.status_code == 202, response.text
-    done = await wait_job(api, accepted["id"], ended, timeout=30)
+    done = await wait_job(api, accepted["id"], ended, within=30)
     assert time.monotonic() - asked < 10
     assert done["status"] == "stopped"
     assert done["reason"] == "enough"
@@ -500,16 +501,14 @@ async def test_jobs_are_listed_filtered_and_compared(
     ]
     assert body["best"]["job_id"] == min(values)[1]
     assert body["best"]["value"] == min(values)[0]
+    compare = f"{JOBS}/compare"
     for ids in (slow["id"], f"{slow['id']},{slow['id']}", "x,y"):
         is_problem(
-            await api.client.get(f"{JOBS}/compare", params={"ids": ids}, headers=api.auth("viewer")),
-            400,
+            await api.client.get(compare, params={"ids": ids}, headers=api.auth("viewer")), 400
         )
     missing = f"{slow['id']},00000000-0000-0000-0000-000000000000"
-    is_problem(
-        await api.client.get(f"{JOBS}/compare", params={"ids": missing}, headers=api.auth("viewer")),
-        404,
-    )
+    is_problem(await api.client.get(compare, params={"ids": missing}, headers=api.auth("viewer")),
+               404)  # fmt: skip
 
 
 # -- workers that die -------------------------------------------------------------------------
@@ -534,7 +533,7 @@ async def test_a_job_whose_worker_vanished_is_failed_after_max_attempts(
     finally:
         training.close()
     with Worker(api.url, lease_seconds=1.0, max_attempts=1):
-        done = await wait_job(api, accepted["id"], ended, timeout=30)
+        done = await wait_job(api, accepted["id"], ended, within=30)
     assert done["status"] == "failed"
     assert "ghost" in done["reason"]
     assert "gave up after 1 attempt" in done["reason"]
@@ -548,7 +547,7 @@ async def test_a_killed_worker_process_job_is_taken_over_by_another_worker(
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIMM_")}
     env.update(AIMM_DATABASE_URL=api.url, AIMM_WORKER_LEASE_SECONDS="2")
-    process = subprocess.Popen(  # noqa: S603
+    process = subprocess.Popen(  # noqa: ASYNC220 - started once, not awaited
         [sys.executable, "-m", "api.cli", "worker", "--no-registrar"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
@@ -564,13 +563,13 @@ async def test_a_killed_worker_process_job_is_taken_over_by_another_worker(
     # nothing renews the lease now; a new worker takes the job over once it expires
     with Worker(api.url, lease_seconds=2.0):
         taken = await wait_job(
-            api, accepted["id"], lambda j: j["attempt"] == 2 and j["last_point"], timeout=30
+            api, accepted["id"], lambda j: j["attempt"] == 2 and j["last_point"], within=30
         )
         assert taken["worker"] != first_worker
         assert first_worker in taken["start_reason"]
         stop = await api.client.post(f"{JOBS}/{accepted['id']}/stop", headers=api.auth("operator"))
         assert stop.status_code in (200, 202), stop.text
-        done = await wait_job(api, accepted["id"], ended, timeout=30)
+        done = await wait_job(api, accepted["id"], ended, within=30)
     assert done["status"] == "stopped"
     topics = await training_events(api)
     assert topics.count("TrainingRun.Started") == 2
