@@ -1,0 +1,1 @@
+"""Agent memory: memories with sealed text, their strength, graph entities and lifecycle."""
