@@ -11,16 +11,13 @@ from typing import Any
 
 from application.base import ContextApplication
 from application.market_data import MarketDataApplication
+from application.memory import MemoryApplication
 from application.registry import RegistryApplication
 from application.training import TrainingApplication
 
 
 class PredictionsApplication(MarketDataApplication):
     name = "predictions"
-
-
-class MemoryApplication(ContextApplication):
-    name = "memory"
 
 
 class AssistantApplication(ContextApplication):

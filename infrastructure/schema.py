@@ -7,7 +7,7 @@ import asyncio
 import asyncpg
 
 from application.contexts import Contexts
-from infrastructure import job_queue, kafka_relay, keys
+from infrastructure import job_queue, kafka_relay, keys, memory_keys
 from infrastructure.postgres import ensure_database, eventsourcing_env
 from projections import engine
 from projections.catalog import all_projections
@@ -29,6 +29,9 @@ async def migrate(url: str) -> None:
         # reads them has to race a relay's first start.
         await kafka_relay.setup(conn)
         await conn.execute(job_queue.DDL)
+        await conn.execute(memory_keys.DDL)
+        # trigram matching for memory search (a trusted extension: the owner may create it)
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
         await engine.setup(conn, all_projections())
     finally:
         await conn.close()

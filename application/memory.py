@@ -1,0 +1,246 @@
+"""Memory context: record (one or a batch), reinforce, invalidate, restore, erase, forget.
+
+Recording seals each memory's text under a new key, writes the keys (one transaction),
+then saves every memory — and the older memories they supersede, invalidated with a
+link to their successor — in one ``save()``: a batch is all or nothing. Erasing saves
+the ``Erased`` event and then destroys the key; the ``memory`` projection destroys it
+too, in its transaction, so a crash in between cannot leave it.
+
+Command responses carry ids, versions and strength, never the memory's text: an
+``Idempotency-Key`` stores the first response in the log, and the log must hold no
+plaintext of a memory that may be erased.
+
+``agent_scope``: the agent an ``agent`` key is bound to. A memory of another agent is
+reported as not found, so an agent cannot even learn that it exists.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from eventsourcing.persistence import IntegrityError
+
+from application.base import (
+    CommandResult,
+    ContextApplication,
+    Idempotency,
+    Response,
+    StoredResponse,
+)
+from domain.errors import ConflictError, NotFoundError
+from domain.memory.memory import Draft, Memory
+from domain.memory.sealing import UnsealError, new_key, seal, unseal
+from infrastructure.memory_keys import KeyVault
+
+MAX_BATCH = 1000
+
+
+class MemoryKeys:
+    """Keys in memory, for applications without a database (domain-flow unit tests)."""
+
+    def __init__(self) -> None:
+        self._keys: dict[UUID, bytes] = {}
+        self._lock = threading.Lock()
+
+    def put_many(self, keys: Iterable[tuple[UUID, bytes]]) -> None:
+        with self._lock:
+            self._keys.update(keys)
+
+    def get_many(self, memory_ids: Sequence[UUID]) -> dict[UUID, bytes]:
+        return {i: self._keys[i] for i in memory_ids if i in self._keys}
+
+    def destroy(self, memory_id: UUID) -> None:
+        with self._lock:
+            self._keys.pop(memory_id, None)
+
+
+class MemoryApplication(ContextApplication):
+    name = "memory"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        datastore = getattr(self.recorder, "datastore", None)
+        self.keys: KeyVault | MemoryKeys = (
+            KeyVault(datastore) if datastore is not None else MemoryKeys()
+        )
+
+    def get_memory(self, memory_id: UUID, agent_scope: str | None = None) -> Memory:
+        memory = self.load(memory_id, Memory, "memory")
+        if agent_scope is not None and memory.agent_id != agent_scope:
+            raise NotFoundError(f"memory {memory_id} not found")
+        return memory
+
+    def document(self, memory: Memory) -> dict[str, Any] | None:
+        """The memory's text, or None once erased (its key is gone)."""
+        key = self.keys.get_many([memory.id]).get(memory.id)
+        if key is None or memory.erased:
+            return None
+        try:
+            return unseal(key, memory.id, memory.sealed)
+        except UnsealError:
+            return None
+
+    # -- commands -------------------------------------------------------------------------
+
+    def record(
+        self,
+        drafts: Sequence[Draft],
+        *,
+        idem: Idempotency | None = None,
+        respond: Callable[[list[Memory]], Response],
+    ) -> CommandResult[StoredResponse]:
+        """Record memories (one, or a batch of up to MAX_BATCH) in one transaction."""
+        replay = self.idempotent_replay(idem)
+        if replay is not None:
+            return replay
+        now = datetime.now(UTC)
+        memories: list[Memory] = []
+        keys: list[tuple[UUID, bytes]] = []
+        superseded: dict[UUID, Memory] = {}
+        for draft in drafts:
+            memory_id, key = uuid4(), new_key()
+            memory = Memory.record(memory_id, draft, seal(key, memory_id, draft.document), now)
+            if draft.supersedes is not None:
+                old = superseded.get(draft.supersedes) or self.get_memory(
+                    draft.supersedes, draft.agent_id
+                )
+                old.invalidate(f"superseded by memory {memory_id}", superseded_by=memory_id)
+                superseded[old.id] = old
+            memories.append(memory)
+            keys.append((memory_id, key))
+        self.keys.put_many(keys)
+        return self.save_command(
+            [*memories, *superseded.values()],
+            idem,
+            lambda: respond(memories),
+            lambda: ConflictError("a superseded memory changed at the same time; retry"),
+        )
+
+    def change(
+        self,
+        memory_id: UUID,
+        act: Callable[[Memory], object],
+        respond: Callable[[Memory], Response],
+        *,
+        agent_scope: str | None = None,
+        idem: Idempotency | None = None,
+    ) -> CommandResult[StoredResponse]:
+        """Load, act, save (a no-op act saves nothing); retried when a search's access
+        reinforcement wins the race for the same version."""
+        for _ in range(10):
+            replay = self.idempotent_replay(idem)
+            if replay is not None:
+                return replay
+            memory = self.get_memory(memory_id, agent_scope)
+            before = memory.version
+            act(memory)
+            if memory.version == before and idem is None:
+                position = self.recorder.max_notification_id() or 0
+                return CommandResult(self.name, position, StoredResponse(*respond(memory)))
+            try:
+                return self.save_command(
+                    [memory], idem, functools.partial(respond, memory), _LostRace
+                )
+            except _LostRace:
+                continue
+        raise ConflictError(f"memory {memory_id} kept changing; retry")
+
+    def erase(
+        self,
+        memory_id: UUID,
+        reason: str,
+        respond: Callable[[Memory], Response],
+        *,
+        idem: Idempotency | None = None,
+    ) -> CommandResult[StoredResponse]:
+        result = self.change(memory_id, lambda m: m.erase(reason), respond, idem=idem)
+        self.keys.destroy(memory_id)
+        return result
+
+    def invalidate_many(self, memory_ids: Sequence[UUID], reason: str) -> tuple[list[UUID], int]:
+        """Invalidate memories in chunks of MAX_BATCH (bulk forget); the ids changed and
+        the last position. Memories that changed meanwhile are skipped, not failed."""
+        changed: list[UUID] = []
+        position = 0
+        for start in range(0, len(memory_ids), MAX_BATCH):
+            chunk: list[Memory] = []
+            for memory_id in memory_ids[start : start + MAX_BATCH]:
+                memory = self.get_memory(memory_id)
+                if not memory.erased and memory.invalidate(reason):
+                    chunk.append(memory)
+            if not chunk:
+                continue
+            try:
+                recordings = self.save(*chunk)
+            except IntegrityError:  # one moved on: save them one by one
+                recordings = []
+                for memory in chunk:
+                    retry = self.get_memory(memory.id)
+                    if not retry.erased and retry.invalidate(reason):
+                        recordings += self.save(retry)
+                        changed.append(retry.id)
+            else:
+                changed += [m.id for m in chunk]
+            position = max([position, *(r.notification.id for r in recordings)])
+        return changed, position
+
+    def access(self, memory_ids: Sequence[UUID], at: datetime | None = None) -> int:
+        """Reinforce search hits (each at most once an hour); best effort: a memory that
+        changed meanwhile is skipped. Returns how many were reinforced."""
+        now = at or datetime.now(UTC)
+        touched = []
+        for memory_id in memory_ids:
+            try:
+                memory = self.get_memory(memory_id)
+            except NotFoundError:
+                continue
+            if memory.access(now):
+                touched.append(memory)
+        if not touched:
+            return 0
+        try:
+            self.save(*touched)
+        except IntegrityError:
+            return 0
+        return len(touched)
+
+    # -- history --------------------------------------------------------------------------
+
+    def history(self, memory_id: UUID, agent_scope: str | None = None) -> tuple[Memory, list[Any]]:
+        memory = self.get_memory(memory_id, agent_scope)
+        return memory, list(self.events.get(memory_id))
+
+    def as_of(
+        self, memory_ids: Sequence[UUID], as_of: datetime
+    ) -> list[tuple[Memory, dict[str, Any] | None]]:
+        """Memories as they were at ``as_of`` (those recorded by then), with their text
+        (None when erased since: the key is gone, the text cannot come back)."""
+        keys = self.keys.get_many(list(memory_ids))
+        found: list[tuple[Memory, dict[str, Any] | None]] = []
+        for memory_id in memory_ids:
+            stored: list[Any] = list(self.events.get(memory_id))
+            events = [e for e in stored if e.timestamp <= as_of]
+            if not events:
+                continue
+            state: Any = None
+            for event in events:
+                state = event.mutate(state)
+            assert isinstance(state, Memory)
+            key = keys.get(memory_id)
+            document = None
+            if key is not None and not state.erased:
+                try:
+                    document = unseal(key, memory_id, state.sealed)
+                except UnsealError:
+                    document = None
+            found.append((state, document))
+        return found
+
+
+class _LostRace(Exception):
+    pass
