@@ -20,6 +20,7 @@ from api.auth import authentication_middleware, correlation_middleware
 from api.controllers.audit import AuditController
 from api.controllers.health import HealthController, MetricsController
 from api.controllers.market_data import MarketDataController
+from api.controllers.memory import MemoryController
 from api.controllers.ml import DatasetController, JobController
 from api.controllers.model_versions import ModelVersionController
 from api.controllers.models import ModelController
@@ -40,6 +41,7 @@ ROUTES: list[Any] = [
     DatasetController,
     JobController,
     MarketDataController,
+    MemoryController,
     MetricsController,
     ModelController,
     ModelVersionController,
