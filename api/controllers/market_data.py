@@ -93,9 +93,7 @@ async def _read_import(request: Request[Any, Any, Any], replace_query: bool) -> 
     if content_type in PARQUET_MEDIA_TYPES:
         return parse_parquet(body), replace_query
     if content_type not in ("application/json", ""):
-        raise ProblemError(
-            415, "send application/json, text/csv or application/vnd.apache.parquet"
-        )
+        raise ProblemError(415, "send application/json, text/csv or application/vnd.apache.parquet")
     try:
         data = _decode_import(body)
     except msgspec.ValidationError as exc:
