@@ -7,29 +7,36 @@ import asyncio
 import asyncpg
 
 from application.contexts import Contexts
-from infrastructure import job_queue, kafka_relay, keys, memory_keys
+from infrastructure import job_queue, kafka_relay, keys
 from infrastructure.postgres import ensure_database, eventsourcing_env
 from projections import engine
 from projections.catalog import all_projections
 
 
 async def migrate(url: str) -> None:
-    """Create the database, the events tables (and, with them, the payload and artifact
-    stores), the key store, relay positions, the job queue and the read models."""
+    """Create the database, the events tables (and, with them, the payload, artifact and
+    memory-key stores), the API key store, relay positions, the job queue and the read
+    models.
+
+    Several processes migrate when they start (API, projector, worker, relay). All of
+    it runs under one session advisory lock, taken before anything is created: two
+    sessions creating the same new table at once can fail (PostgreSQL's catalog refuses
+    the second ``CREATE TABLE IF NOT EXISTS``), so they must not overlap. The stores that
+    create their own table on construction use other lock keys, so building the
+    applications under this lock cannot wait on it.
+    """
     await ensure_database(url)
-    # The event store creates its tables (one per context) when the applications start.
-    contexts = await asyncio.to_thread(Contexts, eventsourcing_env(url, pool_size=1))
-    contexts.close()
     conn = await asyncpg.connect(url)
     try:
-        # Several processes migrate at start (API, projector, relay): one at a time.
         await conn.execute("SELECT pg_advisory_lock(hashtextextended('aimm.migrate', 0))")
+        # The event store creates its tables (one per context) when the applications start.
+        contexts = await asyncio.to_thread(Contexts, eventsourcing_env(url, pool_size=1))
+        contexts.close()
         await conn.execute(keys.DDL)
         # The relay's positions exist from the start, like every other table: nothing that
         # reads them has to race a relay's first start.
         await kafka_relay.setup(conn)
         await conn.execute(job_queue.DDL)
-        await conn.execute(memory_keys.DDL)
         # trigram matching for memory search (a trusted extension: the owner may create it)
         await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
         await engine.setup(conn, all_projections())

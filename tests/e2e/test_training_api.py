@@ -121,9 +121,7 @@ async def job(api: Api, job_id: str) -> dict[str, Any]:
     return dict(response.json())
 
 
-async def wait_job(
-    api: Api, job_id: str, until: Any, within: float = 90.0
-) -> dict[str, Any]:
+async def wait_job(api: Api, job_id: str, until: Any, within: float = 90.0) -> dict[str, Any]:
     """Poll the job until ``until(job)`` holds."""
     deadline = time.monotonic() + within
     while True:
@@ -466,9 +464,7 @@ async def test_stop_ends_a_running_job_within_seconds(
 async def test_jobs_are_listed_filtered_and_compared(
     api: Api, dataset: dict[str, Any], worker: Worker
 ) -> None:
-    slow = await train(
-        api, dataset["id"], hyperparameters={"epochs": 4, "learning_rate": 0.0001}
-    )
+    slow = await train(api, dataset["id"], hyperparameters={"epochs": 4, "learning_rate": 0.0001})
     fast = await train(api, dataset["id"], hyperparameters={"epochs": 3, "learning_rate": 0.01})
     for job_id in (slow["id"], fast["id"]):
         await wait_job(api, job_id, ended)
@@ -627,32 +623,38 @@ async def test_the_metrics_stream_delivers_points_while_the_job_runs(
     api: Api, dataset: dict[str, Any], worker: Worker
 ) -> None:
     accepted = await train(
-        api, dataset["id"], hyperparameters={"epochs": 60, "batch_size": 8, "hidden_units": 32}
+        api, dataset["id"], hyperparameters={"epochs": 1000, "batch_size": 8, "hidden_units": 32}
     )
-    status_at_first_point: list[str] = []
+    statuses: list[str] = []
 
     async def on_point(count: int) -> None:
-        if count == 1:
-            status_at_first_point.append((await job(api, accepted["id"]))["status"])
+        statuses.append((await job(api, accepted["id"]))["status"])
+        if count == 5:  # five points streamed while it trains: now stop it
+            stop = await api.client.post(
+                f"{JOBS}/{accepted['id']}/stop", json={"reason": "seen enough"},
+                headers=api.auth("operator"),
+            )  # fmt: skip
+            assert stop.status_code == 202, stop.text
 
     headers = {**api.auth("viewer"), "Accept": "text/event-stream"}
     path = f"{JOBS}/{accepted['id']}/metrics"
     async with served(api.url) as base, httpx.AsyncClient(base_url=base, timeout=60) as client:
         await wait_job(api, accepted["id"], lambda j: True)
         received = await read_events(client, path, headers, on_point)
-        # the first point arrived while the job was still training
-        assert status_at_first_point == ["running"]
+        # the points arrived while the job was still training
+        assert statuses[:5] == ["running"] * 5
         points = [e for e in received if e["event"] == "point"]
-        assert [p["data"]["epoch"] for p in points] == list(range(1, 61))
+        epochs = [p["data"]["epoch"] for p in points]
+        assert epochs == list(range(1, len(points) + 1))
+        assert 5 <= len(points) < 1000
         assert [int(p["id"]) for p in points] == sorted(int(p["id"]) for p in points)
         assert received[-1]["event"] == "status"
-        assert received[-1]["data"]["status"] == "completed"
+        assert received[-1]["data"]["status"] == "stopped"
+        assert received[-1]["data"]["reason"] == "seen enough"
         assert received[-1]["data"]["final_metrics"]["val_loss"] == points[-1]["data"]["val_loss"]
         # Last-Event-ID resumes after the points already seen
-        resumed = await read_events(
-            client, path, {**headers, "Last-Event-ID": points[56]["id"]}
-        )
-        assert [e["data"].get("epoch") for e in resumed] == [58, 59, 60, None]
+        resumed = await read_events(client, path, {**headers, "Last-Event-ID": points[2]["id"]})
+        assert [e["data"].get("epoch") for e in resumed] == [*epochs[3:], None]
         # without the header: the whole curve as JSON
         whole = await client.get(path, headers=api.auth("viewer"))
-        assert [p["epoch"] for p in whole.json()["points"]] == list(range(1, 61))
+        assert [p["epoch"] for p in whole.json()["points"]] == epochs
