@@ -383,3 +383,19 @@ async def test_graph_timeline_and_forget(api: Api) -> None:
         await api.client.post(f"{BASE}/agents/agent-a/forget", json={},
                               headers=api.auth("operator")), 400,
     )  # fmt: skip
+
+
+async def test_the_memory_and_ml_endpoints_are_in_the_openapi_schema(api: Api) -> None:
+    response = await api.client.get("/schema/openapi.json", headers=api.auth("viewer"))
+    assert response.status_code == 200
+    paths = response.json()["paths"]
+    assert {
+        BASE, f"{BASE}/batch", f"{BASE}/search", f"{BASE}/{{memory_id}}",
+        f"{BASE}/{{memory_id}}/restore", f"{BASE}/{{memory_id}}/reinforce",
+        f"{BASE}/agents/{{agent_id}}", f"{BASE}/agents/{{agent_id}}/timeline",
+        f"{BASE}/agents/{{agent_id}}/forget", "/api/v1/ml/datasets", "/api/v1/ml/train",
+        "/api/v1/ml/jobs", "/api/v1/ml/jobs/{job_id}", "/api/v1/ml/jobs/{job_id}/metrics",
+        "/api/v1/ml/jobs/{job_id}/stop", "/api/v1/ml/jobs/compare",
+    } <= set(paths)  # fmt: skip
+    body = paths[f"{BASE}/batch"]["post"]["requestBody"]
+    assert body["content"]["application/json"]["schema"]

@@ -658,3 +658,31 @@ async def test_the_metrics_stream_delivers_points_while_the_job_runs(
         # without the header: the whole curve as JSON
         whole = await client.get(path, headers=api.auth("viewer"))
         assert [p["epoch"] for p in whole.json()["points"]] == epochs
+
+
+async def test_two_registrars_and_a_restart_register_a_run_exactly_once(
+    api: Api, dataset: dict[str, Any], worker: Worker
+) -> None:
+    second = threading.Event()
+    extra = threading.Thread(target=run_registrar, args=(worker.env, second), daemon=True)
+    extra.start()
+    try:
+        accepted = await train(api, dataset["id"], hyperparameters={"epochs": 2})
+        await wait_job(api, accepted["id"], lambda j: j["registered_model_version"])
+        await asyncio.sleep(1.0)  # give the other registrar every chance to double it
+    finally:
+        second.set()
+        extra.join(timeout=30)
+    # a registrar starting afresh resumes after the run: it registers nothing again
+    third = threading.Event()
+    again = threading.Thread(target=run_registrar, args=(worker.env, third), daemon=True)
+    again.start()
+    await asyncio.sleep(1.5)
+    third.set()
+    again.join(timeout=30)
+    rows = await fetch(api, "SELECT topic FROM registry_events WHERE topic LIKE '%Version%'")
+    assert len(rows) == 1
+    tracking = await fetch(
+        api, "SELECT notification_id FROM registry_tracking WHERE application_name = 'training'"
+    )
+    assert len(tracking) == 1  # the registrar's position in the training log

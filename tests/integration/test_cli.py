@@ -7,9 +7,11 @@ import os
 import subprocess
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from uuid import UUID
 
 import asyncpg
+import polars as pl
 
 from application.contexts import Contexts
 from domain.metadata import acting_as
@@ -106,3 +108,32 @@ async def test_rebuild_status_and_replay(database_url: str) -> None:
     assert registered == ["alpha", "beta"]
     assert aimm(database_url, "replay", "--context", "nowhere").returncode != 0
     assert aimm(database_url, "projections", "rebuild", "--as-of", "yesterday").returncode != 0
+
+
+async def test_market_data_import_reads_csv_and_parquet_files(
+    database_url: str, tmp_path: Path
+) -> None:
+    rows = [
+        ("2024-01-02", 10.0, 11.0, 9.5, 10.5, 1000.0),
+        ("2024-01-03", 10.5, 11.5, 10.0, 11.0, 1200.0),
+    ]
+    csv_file = tmp_path / "acme.csv"
+    csv_file.write_text(
+        "date,open,high,low,close,volume\n" + "".join(",".join(map(str, r)) + "\n" for r in rows)
+    )
+    done = aimm(database_url, "market-data", "import", str(csv_file), "--ticker", "acme")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["new_dates"] == 2
+    frame = pl.DataFrame(
+        {name: [r[i] for r in rows] for i, name in enumerate(
+            ("date", "open", "high", "low", "close", "volume"))}
+    ).with_columns(pl.col("date").str.to_date())  # fmt: skip
+    parquet = tmp_path / "acme.parquet"
+    frame.write_parquet(parquet)
+    same = aimm(database_url, "market-data", "import", str(parquet), "--ticker", "ACME")
+    assert same.returncode == 0, same.stderr
+    assert json.loads(same.stdout)["changed"] is False  # identical rows record nothing
+    frame.with_columns(pl.col("close") + 0.25).write_parquet(parquet)
+    refused = aimm(database_url, "market-data", "import", str(parquet), "--ticker", "ACME")
+    assert refused.returncode != 0
+    assert "contradict" in refused.stderr
