@@ -27,6 +27,14 @@ class Api:
     def auth(self, role: str = "admin") -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[role]}"}
 
+    async def fetch(self, sql: str, *args: object) -> list[asyncpg.Record]:
+        """Rows of a query on the test's database (to check what is stored)."""
+        conn = await asyncpg.connect(self.url)
+        try:
+            return list(await conn.fetch(sql, *args))
+        finally:
+            await conn.close()
+
     async def key_for(self, role: str, agent_id: str | None = None, name: str = "") -> str:
         conn = await asyncpg.connect(self.url)
         try:

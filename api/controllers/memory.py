@@ -200,6 +200,23 @@ def memory_out(
     )
 
 
+async def _change(
+    request: Request[Any, Any, Any],
+    contexts: Contexts,
+    memory_id: UUID,
+    act: Any,
+    agent_scope: str | None = None,
+) -> Response[Any]:
+    """Run one change of a memory as a command; answers with the memory's reference."""
+    idem = await idempotency(request)
+    return await run_command(
+        request,
+        lambda: contexts.memory.change(
+            memory_id, act, _respond_ref(200), agent_scope=agent_scope, idem=idem
+        ),
+    )
+
+
 class MemoryController(Controller):
     path = "/api/v1/memory"
     tags = ["agent memory"]
@@ -352,18 +369,13 @@ class MemoryController(Controller):
     ) -> Response[Any]:
         """Invalidate (restorable), or with ``erase=true`` erase: the key is destroyed,
         the text is gone for good, the log keeps who erased it, when and why."""
-        idem = await idempotency(request)
         if erase:
+            idem = await idempotency(request)
             return await run_command(
                 request,
                 lambda: contexts.memory.erase(memory_id, reason, _respond_ref(200), idem=idem),
             )
-        return await run_command(
-            request,
-            lambda: contexts.memory.change(
-                memory_id, lambda m: m.invalidate(reason), _respond_ref(200), idem=idem
-            ),
-        )
+        return await _change(request, contexts, memory_id, lambda m: m.invalidate(reason))
 
     @post("/{memory_id:uuid}/restore", guards=[WRITE], status_code=200)
     async def restore(
@@ -373,14 +385,8 @@ class MemoryController(Controller):
         contexts: Contexts,
         data: RestoreIn | None = None,
     ) -> Response[Any]:
-        idem = await idempotency(request)
         reason = data.reason if data is not None else ""
-        return await run_command(
-            request,
-            lambda: contexts.memory.change(
-                memory_id, lambda m: m.restore(reason), _respond_ref(200), idem=idem
-            ),
-        )
+        return await _change(request, contexts, memory_id, lambda m: m.restore(reason))
 
     @post("/{memory_id:uuid}/reinforce", guards=[WRITE_MEMORY], status_code=200)
     async def reinforce(
@@ -391,18 +397,9 @@ class MemoryController(Controller):
         data: ReinforceIn | None = None,
     ) -> Response[Any]:
         """Explicit feedback: a value in [-1, 1] (default 1) changes the stability."""
-        idem = await idempotency(request)
         value = data.value if data is not None else 1.0
-        scope = _scope(request)
-        return await run_command(
-            request,
-            lambda: contexts.memory.change(
-                memory_id,
-                lambda m: m.feedback(value),
-                _respond_ref(200),
-                agent_scope=scope,
-                idem=idem,
-            ),
+        return await _change(
+            request, contexts, memory_id, lambda m: m.feedback(value), _scope(request)
         )
 
     @get("/agents/{agent_id:str}", guards=[READ_MEMORY])

@@ -26,17 +26,9 @@ def bar(day: str, close: float = 10.5, **over: Any) -> dict[str, Any]:
 ROWS = [bar("2024-01-02"), bar("2024-01-03", 10.8), bar("2024-01-04", 10.2)]
 
 
-async def fetch(api: Api, sql: str, *args: Any) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(api.url)
-    try:
-        return list(await conn.fetch(sql, *args))
-    finally:
-        await conn.close()
-
-
 async def events(api: Api) -> list[asyncpg.Record]:
-    return await fetch(
-        api, "SELECT originator_version, topic FROM predictions_events ORDER BY notification_id"
+    return await api.fetch(
+        "SELECT originator_version, topic FROM predictions_events ORDER BY notification_id"
     )
 
 
@@ -64,7 +56,7 @@ async def test_import_then_identical_reimport_appends_nothing(api: Api) -> None:
     assert body["content_hash"].startswith("sha256:")
     stored = await events(api)
     assert [r["topic"].rpartition(".")[2] for r in stored] == ["Created", "BarsImported"]
-    meta = await fetch(api, "SELECT state FROM predictions_events ORDER BY notification_id")
+    meta = await api.fetch("SELECT state FROM predictions_events ORDER BY notification_id")
     assert b'"principal"' in bytes(meta[-1]["state"])
     assert b'"correlation_id"' in bytes(meta[-1]["state"])
 
@@ -135,8 +127,8 @@ async def test_bad_rows_are_400_with_row_numbers_and_nothing_is_kept(api: Api) -
     fields = [e["field"] for e in problem["errors"]]  # type: ignore[union-attr]
     assert fields == ["rows[2]", "rows[3]", "rows[4]", "rows[5]", "rows[6]"]
     assert await events(api) == []
-    assert await fetch(api, "SELECT * FROM market_data_payloads") == []
-    assert await fetch(api, "SELECT * FROM rm_market_bars") == []
+    assert await api.fetch("SELECT * FROM market_data_payloads") == []
+    assert await api.fetch("SELECT * FROM rm_market_bars") == []
     is_problem(await post_bars(api, "ACME", []), 400)
     is_problem(await post_bars(api, "not a ticker!", ROWS), 400)
 
@@ -255,7 +247,7 @@ async def test_a_crash_between_payload_and_event_leaves_no_bars(
     is_problem(await post_bars(api, "ACME", ROWS), 500)
     monkeypatch.undo()
     assert await events(api) == []
-    assert len(await fetch(api, "SELECT * FROM market_data_payloads")) == 1
+    assert len(await api.fetch("SELECT * FROM market_data_payloads")) == 1
     is_problem(await bars(api, "ACME"), 404)
     retry = await post_bars(api, "ACME", ROWS)
     assert retry.status_code == 201
@@ -269,7 +261,7 @@ async def test_sample_data_loads_once_and_is_served(api: Api) -> None:
     assert len(first) == 4  # Created + BarsImported for SP500 and NASDAQ
     await asyncio.to_thread(_load_sample_market_data, api.url)  # identical rows: nothing
     assert len(await events(api)) == 4
-    head = await fetch(api, "SELECT max(notification_id) AS n FROM predictions_events")
+    head = await api.fetch("SELECT max(notification_id) AS n FROM predictions_events")
     listing = await api.client.get(
         BASE, params={"wait_for": f"predictions:{head[0]['n']}"}, headers=api.auth("viewer")
     )

@@ -15,16 +15,8 @@ from tests.helpers import Api
 BASE = "/api/v1/memory"
 
 
-async def fetch(api: Api, sql: str, *args: Any) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(api.url)
-    try:
-        return list(await conn.fetch(sql, *args))
-    finally:
-        await conn.close()
-
-
 async def memory_events(api: Api) -> int:
-    return len(await fetch(api, "SELECT 1 FROM memory_events"))
+    return len(await api.fetch("SELECT 1 FROM memory_events"))
 
 
 def memory(
@@ -101,7 +93,7 @@ async def test_a_memory_is_recorded_sealed_and_read_back_with_its_strength(api: 
     assert [h["type"] for h in shown["history"]] == ["Memory.Recorded"]
     assert shown["history"][0]["principal"] == "test-operator"
     # the log holds only the sealed text
-    rows = await fetch(api, "SELECT state FROM memory_events")
+    rows = await api.fetch("SELECT state FROM memory_events")
     assert all(b"Bought" not in bytes(r["state"]) for r in rows)
 
 
@@ -127,7 +119,7 @@ async def test_malformed_memories_are_400_naming_each_field_and_append_nothing(a
     )  # fmt: skip
     assert ok.status_code == 201, ok.text
     assert len(ok.json()["items"]) == 2
-    rows = await fetch(api, "SELECT count(DISTINCT notification_id) FROM memory_events")
+    rows = await api.fetch("SELECT count(DISTINCT notification_id) FROM memory_events")
     assert rows[0][0] == 2
 
 

@@ -21,7 +21,6 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 import uvicorn
@@ -77,16 +76,8 @@ def random_walk(days: int, seed: int, start: float = 100.0) -> list[dict[str, An
 BARS = random_walk(420, seed=7)
 
 
-async def fetch(api: Api, sql: str, *args: Any) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(api.url)
-    try:
-        return list(await conn.fetch(sql, *args))
-    finally:
-        await conn.close()
-
-
 async def training_events(api: Api) -> list[str]:
-    rows = await fetch(api, "SELECT topic FROM training_events ORDER BY notification_id")
+    rows = await api.fetch("SELECT topic FROM training_events ORDER BY notification_id")
     return [r["topic"].rpartition(":")[2] for r in rows]
 
 
@@ -365,8 +356,7 @@ async def test_a_run_trains_records_each_epoch_and_registers_a_model_version(
     assert body["lineage"]["dataset"] == {"id": dataset["id"], "hash": dataset["content_hash"]}
     assert body["lineage"]["training_run"] == accepted["id"]
     assert body["metrics"] == done["final_metrics"]
-    rows = await fetch(
-        api,
+    rows = await api.fetch(
         "SELECT state FROM registry_events WHERE topic LIKE '%VersionRegistered'",
     )
     assert len(rows) == 1
@@ -680,9 +670,9 @@ async def test_two_registrars_and_a_restart_register_a_run_exactly_once(
     await asyncio.sleep(1.5)
     third.set()
     again.join(timeout=30)
-    rows = await fetch(api, "SELECT topic FROM registry_events WHERE topic LIKE '%Version%'")
+    rows = await api.fetch("SELECT topic FROM registry_events WHERE topic LIKE '%Version%'")
     assert len(rows) == 1
-    tracking = await fetch(
-        api, "SELECT notification_id FROM registry_tracking WHERE application_name = 'training'"
+    tracking = await api.fetch(
+        "SELECT notification_id FROM registry_tracking WHERE application_name = 'training'"
     )
     assert len(tracking) == 1  # the registrar's position in the training log
