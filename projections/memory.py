@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -250,12 +251,21 @@ class MemoryViews:
             ) WITH (fillfactor = 80)
             """,
             "CREATE INDEX ON {memories} USING gin (search)",
-            "CREATE INDEX ON {memories} USING gin (content gin_trgm_ops)",
+            "CREATE INDEX ON {memories} (created_at)",
             "CREATE INDEX ON {memories} (agent_id, created_at, id)",
             "CREATE INDEX ON {memories} (agent_id, occurred_at, id)",
             "CREATE INDEX ON {memories} (agent_id, status)",
         ),
         # ``n``: the place in the memory's list; (memory_id, n) finds a memory's rows.
+        "memory_words": (
+            """
+            CREATE TABLE {memory_words} (
+                word text PRIMARY KEY,
+                memories integer NOT NULL
+            )
+            """,
+            "CREATE INDEX ON {memory_words} USING gin (word gin_trgm_ops)",
+        ),
         "memory_entities": (
             """
             CREATE TABLE {memory_entities} (
@@ -334,8 +344,17 @@ class MemoryViews:
         keys = await fetch_keys(conn, [m.id for m in readable])
         for m in readable:
             _open(m, keys)
+        vocabulary: Counter[str] = Counter()
+        for m in readable:
+            vocabulary.update(_vocabulary(m.document.get("content"), m.document.get("tags")))
+        gone = [m.id for m in changed.values() if m.erased_now]
+        for row in await conn.fetch(
+            f"SELECT content, tags FROM {tables['memories']} WHERE id = ANY($1::uuid[])", gone
+        ):
+            vocabulary.subtract(_vocabulary(row["content"], row["tags"]))
         await _write_new(conn, tables, list(new.values()))
         await _write_changed(conn, tables, changed)
+        await _write_words(conn, tables["memory_words"], vocabulary)
         await _copy(
             conn, tables["memory_lifecycle"],
             ("memory_id", "agent_id", "at", "mark", "detail", "version"),
@@ -343,6 +362,33 @@ class MemoryViews:
         )  # fmt: skip
         if erased:
             await destroy_keys(conn, erased)
+
+
+def _vocabulary(content: str | None, tags: Sequence[str] | None) -> set[str]:
+    """The distinct words of a memory's text, as partial-word search expands into them."""
+    if content is None:
+        return set()
+    return set(words_of(content + " " + " ".join(tags or ())))
+
+
+async def _write_words(conn: asyncpg.Connection, table: str, counts: Counter[str]) -> None:
+    """Add each word's count of memories (negative for erased ones); a word no memory
+    holds any more is deleted, so an erased memory leaves none of its words behind."""
+    changes = {w: n for w, n in counts.items() if n}
+    if not changes:
+        return
+    await conn.execute(
+        f"INSERT INTO {table} AS w (word, memories) SELECT * FROM unnest($1::text[], "
+        "$2::integer[]) ON CONFLICT (word) DO UPDATE SET memories = w.memories + "
+        "excluded.memories",
+        list(changes),
+        list(changes.values()),
+    )
+    dropped = [w for w, n in changes.items() if n < 0]
+    if dropped:
+        await conn.execute(
+            f"DELETE FROM {table} WHERE word = ANY($1::text[]) AND memories <= 0", dropped
+        )
 
 
 async def _load(conn: asyncpg.Connection, table: str, ids: set[UUID]) -> dict[UUID, _Memory]:
@@ -424,49 +470,60 @@ async def _write_changed(
 
 # -- queries ---------------------------------------------------------------------------
 
-# A web-search operator: a quoted phrase, OR, or an exclusion. With one, no trigram
-# match may add hits (it would bring back what ``-word`` excluded).
+# A web-search operator: a quoted phrase, OR, or an exclusion. With one, the query is
+# taken as written (an expansion could bring back what ``-word`` excluded).
 _OPERATORS = re.compile(r"\"|(?:^|\s)-\S|\sor\s", re.IGNORECASE)
 _HEADLINE = "StartSel=<mark>, StopSel=</mark>"
+_WORD = re.compile(r"[a-z][a-z0-9]{2,}")
+WORDS = "rm_memory_words"
+# Ranking reads this many of the most recent matches at most, so a word that half the
+# memories contain costs what a rare one does (see search()).
+CANDIDATES = 1000
+EXPANSIONS = 5
+
+
+def words_of(text: str) -> list[str]:
+    """Words as the vocabulary keeps them: lower case, a letter then 2+ letters or digits."""
+    return _WORD.findall(text.lower())
+
+
+def uses_operators(q: str) -> bool:
+    """Whether ``q`` uses web-search syntax (then it is searched as written)."""
+    return _OPERATORS.search(q) is not None
+
+
 _HIT_COLUMNS = (
-    "m.id, m.agent_id, m.kind, m.importance, m.occurred_at, m.created_at, m.status, m.content, "
-    "m.tags, m.source, m.supersedes, m.superseded_by, m.stability_days, m.anchor_at, "
-    "m.accesses, m.feedback"
+    "m.id, m.agent_id, m.kind, m.importance, m.occurred_at, m.created_at, m.status, "
+    "m.content, m.tags, m.source, m.supersedes, m.superseded_by, m.stability_days, "
+    "m.anchor_at, m.accesses, m.feedback"
 )
 _VISIBLE = "(m.status = 'active' OR ({flag} AND m.status = 'invalidated'))"
 
 
-def uses_operators(q: str) -> bool:
-    """Whether ``q`` uses web-search syntax (then only full-text matches count)."""
-    return _OPERATORS.search(q) is not None
-
-
-def _search_sql(fuzzy: bool) -> str:
-    strength = SQL_STRENGTH.format(t="m", now="$2::timestamptz")
-    if fuzzy:
-        match = "(m.search @@ q.query OR $1 <% m.content)"
-        trigram = "coalesce(word_similarity($1, m.content), 0)::float8"
-    else:
-        match, trigram = "m.search @@ q.query", "0::float8"
-    return (
-        "SELECT h.*, ts_headline('english', h.content, websearch_to_tsquery('english', $1), "
-        f"'{_HEADLINE}') AS snippet FROM ("
-        "SELECT s.*, s.relevance * (0.5 + 0.5 * s.strength) AS score FROM ("
-        f"SELECT {_HIT_COLUMNS}, p.text_rank, p.trigram, "
-        f"p.text_rank + 0.5 * p.trigram AS relevance, {strength} AS strength "
-        f"FROM {MEMORIES} m CROSS JOIN websearch_to_tsquery('english', $1) AS q(query) "
-        "CROSS JOIN LATERAL (SELECT coalesce(ts_rank_cd(m.search, q.query, 32), 0)::float8 "
-        f"AS text_rank, {trigram} AS trigram) p "
-        f"WHERE {match} AND {_VISIBLE.format(flag='$7')} "
-        "AND ($3::text IS NULL OR m.agent_id = $3) AND ($4::text IS NULL OR m.kind = $4) "
-        "AND ($5::timestamptz IS NULL OR m.occurred_at >= $5) "
-        "AND ($6::timestamptz IS NULL OR m.occurred_at < $6)"
-        ") s ORDER BY score DESC, s.id LIMIT $8"
-        ") h ORDER BY h.score DESC, h.id"
+async def _expand(conn: asyncpg.Connection, tokens: list[str]) -> tuple[str, float]:
+    """The query's words, each OR-ed with up to EXPANSIONS vocabulary words that are
+    trigram-similar to it or start with it ("volatil" → volatility, volatile), AND-ed
+    together as to_tsquery text; and the similarity of the closest expansion of a word
+    the vocabulary does not hold as such (0 when every word is in it)."""
+    rows = await conn.fetch(
+        "SELECT t.token, e.word, e.sim FROM unnest($1::text[]) AS t(token) "
+        "CROSS JOIN LATERAL (SELECT w.word, similarity(w.word, t.token)::float8 AS sim "
+        f"FROM {WORDS} w WHERE w.word % t.token OR w.word LIKE t.token || '%' "
+        f"ORDER BY sim DESC, w.word LIMIT {EXPANSIONS}) e",
+        tokens,
     )
-
-
-_SEARCH_SQL = {fuzzy: _search_sql(fuzzy) for fuzzy in (False, True)}
+    terms: dict[str, set[str]] = {t: {t} for t in tokens}
+    exact: set[str] = set()
+    closest = 0.0
+    for r in rows:
+        terms[r["token"]].add(r["word"])
+        if r["word"] == r["token"]:
+            exact.add(r["token"])
+    for r in rows:
+        if r["token"] not in exact:
+            closest = max(closest, r["sim"])
+    text = " & ".join("(" + " | ".join(sorted(terms[t])) + ")" for t in tokens)
+    return text, closest
 
 
 async def search(  # noqa: PLR0913
@@ -481,21 +538,66 @@ async def search(  # noqa: PLR0913
     include_invalidated: bool = False,
     limit: int = 20,
 ) -> list[asyncpg.Record]:
-    """Memories matching ``q``, best first: full text (``websearch_to_tsquery``: quoted
-    phrases, OR, -exclusions) and, for a query without those, trigram word matches.
+    """Memories matching ``q``, best first, in two steps, both through the GIN index of
+    the search vectors:
 
-    Each hit carries ``text_rank`` (ts_rank_cd, normalised by rank/(rank+1)),
-    ``trigram`` (word similarity, or 0), ``relevance`` = text_rank + 0.5 × trigram,
-    ``strength`` at ``now``, ``score`` = relevance × (0.5 + 0.5 × strength), and a
-    ``snippet`` with the matched words in <mark>…</mark> (the content is not escaped).
-    ``start``/``end`` bound ``occurred_at``: start inclusive, end exclusive.
+    1. The query: with web-search syntax (quoted phrases, OR, -exclusions) it is taken
+       as written (``websearch_to_tsquery``). Otherwise each word is expanded with the
+       vocabulary words trigram-similar to it or starting with it (``rm_memory_words``,
+       a trigram index over the distinct words of all memories), so partial and
+       misspelt words match whole ones; ``trigram`` is the similarity of the closest
+       such expansion (the same for every hit; 0 when every word matched as such).
+    2. The matches, the CANDIDATES most recent first, are ranked: ``text_rank``
+       (ts_rank_cd, normalised rank/(rank+1)), ``relevance`` = text_rank + 0.5 ×
+       trigram, ``strength`` at ``now``, ``score`` = relevance × (0.5 + 0.5 × strength);
+       a ``snippet`` marks the matched words with <mark>…</mark> (content not escaped).
+
+    Only the filters given become SQL conditions, and the plan is made for these
+    values (``plan_cache_mode = force_custom_plan``): a plan cached for another agent or
+    another word's frequency can be a hundred times slower. ``start``/``end`` bound
+    ``occurred_at``: start inclusive, end exclusive.
     """
     if not q.strip():
         return []
-    return await conn.fetch(
-        _SEARCH_SQL[not uses_operators(q)],
-        q, now, agent_id, kind, start, end, include_invalidated, limit,
-    )  # fmt: skip
+    tokens = list(dict.fromkeys(words_of(q)))
+    async with conn.transaction():
+        await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+        trigram = 0.0
+        if uses_operators(q) or not tokens:
+            query, text = "websearch_to_tsquery('english', $2)", q
+        else:
+            text, trigram = await _expand(conn, tokens)
+            query = "to_tsquery('english', $2)"
+        args: list[Any] = [now, text, trigram, include_invalidated, limit]
+        where = ["m.search @@ q.query", _VISIBLE.format(flag="$4")]
+        for column, op, value in (
+            ("agent_id", "=", agent_id),
+            ("kind", "=", kind),
+            ("occurred_at", ">=", start),
+            ("occurred_at", "<", end),
+        ):
+            if value is not None:
+                args.append(value)
+                where.append(f"m.{column} {op} ${len(args)}")
+        strength = SQL_STRENGTH.format(t="c", now="$1::timestamptz")
+        return await conn.fetch(
+            f"WITH q AS (SELECT {query} AS query), candidates AS ("
+            f"SELECT {_HIT_COLUMNS}, m.search FROM {MEMORIES} m, q WHERE {' AND '.join(where)} "
+            f"ORDER BY m.created_at DESC LIMIT {CANDIDATES}), ranked AS ("
+            "SELECT r.*, r.relevance * (0.5 + 0.5 * r.strength) AS score FROM ("
+            "SELECT c.*, p.text_rank, $3::float8 AS trigram, "
+            f"p.text_rank + 0.5 * $3::float8 AS relevance, {strength} AS strength "
+            "FROM candidates c, q CROSS JOIN LATERAL (SELECT "
+            "ts_rank_cd(c.search, q.query, 32)::float8 AS text_rank) p) r "
+            "ORDER BY score DESC, r.id LIMIT $5) "
+            "SELECT h.id, h.agent_id, h.kind, h.importance, h.occurred_at, h.created_at, "
+            "h.status, h.content, h.tags, h.source, h.supersedes, h.superseded_by, "
+            "h.stability_days, h.anchor_at, h.accesses, h.feedback, h.text_rank, h.trigram, "
+            "h.relevance, h.strength, h.score, "
+            f"ts_headline('english', h.content, q.query, '{_HEADLINE}') AS snippet "
+            "FROM ranked h, q ORDER BY h.score DESC, h.id",
+            *args,
+        )
 
 
 async def get_memory(conn: asyncpg.Connection, memory_id: UUID) -> asyncpg.Record | None:
