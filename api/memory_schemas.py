@@ -187,7 +187,7 @@ class TimelineItem(Struct):
     occurred_at: datetime
     created_at: datetime
     label: str | None
-    strength: float
+    strength: StrengthOut
     marks: list[TimelineMark]
 
 

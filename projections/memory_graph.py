@@ -78,6 +78,8 @@ class _Builder:
             "kind": m["kind"], "status": m["status"], "strength": m["strength"],
             "importance": m["importance"], "created_at": m["created_at"],
         }  # fmt: skip
+        if "strength_components" in m:
+            self.nodes[node]["strength_components"] = m["strength_components"]
         own: dict[str, str] = {}
         for e in m.get("entities") or ():
             entity = entity_id(e["type"], e["name"])

@@ -439,6 +439,8 @@ class MemoryController(Controller):
                 include_invalidated=include_invalidated,
                 limit=limit,
             )
+        for m in memories:
+            m["strength_components"] = to_builtins(strength_out(row_strength(m, now)))
         graph = build_graph(memories)
         return GraphOut(agent_id, graph["nodes"], graph["edges"])
 
@@ -471,6 +473,7 @@ class MemoryController(Controller):
                     "kind": memory.kind,
                     "status": memory.status,
                     "strength": memory.strength(moment).strength,
+                    "strength_components": to_builtins(strength_out(memory.strength(moment))),
                     "importance": memory.importance,
                     "created_at": memory.created_on,
                     "supersedes": memory.supersedes,
@@ -530,7 +533,7 @@ class MemoryController(Controller):
                 occurred_at=r["occurred_at"],
                 created_at=r["created_at"],
                 label=None if r["content"] is None else r["content"][:LABEL],
-                strength=row_strength(r, now).strength,
+                strength=strength_out(row_strength(r, now)),
                 marks=[TimelineMark(m["mark"], _instant(m["at"]), m["detail"]) for m in r["marks"]],
             )
             for r in rows[:limit]

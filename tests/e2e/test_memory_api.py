@@ -336,6 +336,9 @@ async def test_graph_timeline_and_forget(api: Api) -> None:
     now_graph = await graph(api, "agent-a", position)
     memory_nodes = [n for n in now_graph["nodes"] if n["type"] == "memory"]
     assert len(memory_nodes) == 2
+    for node in memory_nodes:
+        assert node["strength_components"]["strength"] == node["strength"]
+        assert node["strength_components"]["stability_days"] > 1
     aapl = next(n for n in now_graph["nodes"] if n["id"] == "entity:ticker:aapl")
     assert aapl["mentions"] == 2
     assert any(e["relation"] == "depends_on" for e in now_graph["edges"])
@@ -352,6 +355,7 @@ async def test_graph_timeline_and_forget(api: Api) -> None:
     body = timeline.json()
     assert [i["id"] for i in body["items"]] == [first["id"]]
     assert body["items"][0]["marks"][0]["mark"] == "created"
+    assert body["items"][0]["strength"]["importance"] == 0.1
     assert sum(c["created"] for c in body["counts"]) == 2
     rest = await api.client.get(
         f"{BASE}/agents/agent-a/timeline", params={"cursor": body["next_cursor"]},
