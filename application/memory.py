@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, StoredEvent
 
 from application.base import (
     CommandResult,
@@ -222,15 +222,14 @@ class MemoryApplication(ContextApplication):
         (None when erased since: the key is gone, the text cannot come back)."""
         keys = self.keys.get_many(list(memory_ids))
         found: list[tuple[Memory, dict[str, Any] | None]] = []
-        for memory_id in memory_ids:
-            stored: list[Any] = list(self.events.get(memory_id))
-            events = [e for e in stored if e.timestamp <= as_of]
-            if not events:
-                continue
+        for memory_id, events in self._events_of(memory_ids).items():
             state: Any = None
             for event in events:
+                if event.timestamp > as_of:
+                    break
                 state = event.mutate(state)
-            assert isinstance(state, Memory)
+            if not isinstance(state, Memory):
+                continue  # recorded after as_of
             key = keys.get(memory_id)
             document = None
             if key is not None and not state.erased:
@@ -240,6 +239,30 @@ class MemoryApplication(ContextApplication):
                     document = None
             found.append((state, document))
         return found
+
+    def _events_of(self, memory_ids: Sequence[UUID]) -> dict[UUID, list[Any]]:
+        """The events of many memories, read in chunks of one query each (an agent's
+        graph as of a time replays thousands of memories) and decoded by the
+        application's mapper."""
+        datastore = getattr(self.recorder, "datastore", None)
+        if datastore is None:
+            return {i: list(self.events.get(i)) for i in memory_ids}
+        events: dict[UUID, list[Any]] = {i: [] for i in memory_ids}
+        for start in range(0, len(memory_ids), 5000):
+            with datastore.transaction(commit=False) as curs:
+                curs.execute(
+                    "SELECT originator_id, originator_version, topic, state FROM "
+                    f"{self.name}_events WHERE originator_id = ANY(%s) "
+                    "ORDER BY originator_id, originator_version",
+                    (list(memory_ids[start : start + 5000]),),
+                )
+                rows = curs.fetchall()
+            for r in rows:
+                stored = StoredEvent(
+                    r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"])
+                )
+                events[r["originator_id"]].append(self.mapper.to_domain_event(stored))
+        return events
 
 
 class _LostRace(Exception):
