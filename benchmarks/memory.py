@@ -477,33 +477,17 @@ async def count_matches(conn: asyncpg.Connection, q: str, agent: str | None) -> 
 
 
 async def explain(url: str, q: str, agent: str | None) -> dict[str, list[str]]:
-    """EXPLAIN ANALYZE of the statement ``views.search`` runs, with the same parameters:
-    its custom plan (a prepared statement's first five runs) and its generic plan (what
-    it may switch to from then on, when PostgreSQL estimates that no dearer)."""
+    """EXPLAIN ANALYZE of the statement ``views.search`` runs, with the same parameters
+    and the same plan mode (a custom plan for these values)."""
     conn = await asyncpg.connect(url)
     try:
-        sql = views._SEARCH_SQL[not views.uses_operators(q)]
-        await conn.execute(
-            "PREPARE search (text, timestamptz, text, text, timestamptz, timestamptz, boolean, "
-            f"integer) AS {sql}"
-        )
-        literals = await conn.fetchrow(
-            "SELECT quote_nullable($1::text), quote_nullable($2::timestamptz), "
-            "quote_nullable($3::text)",
-            q,
-            datetime.now(UTC),
-            agent,
-        )
-        assert literals is not None
-        plans = {}
-        for mode in ("custom", "generic"):
-            await conn.execute(f"SET plan_cache_mode = force_{mode}_plan")
-            rows = await conn.fetch(
-                "EXPLAIN (ANALYZE, BUFFERS) EXECUTE search("
-                f"{', '.join(literals)}, NULL, NULL, NULL, false, 20)"
+        async with conn.transaction():
+            await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+            sql, args = await views.search_statement(
+                conn, q=q, now=datetime.now(UTC), agent_id=agent
             )
-            plans[mode] = [r[0] for r in rows]
-        return plans
+            rows = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", *args)
+        return {"custom": [r[0] for r in rows]}
     finally:
         await conn.close()
 

@@ -559,45 +559,70 @@ async def search(  # noqa: PLR0913
     """
     if not q.strip():
         return []
-    tokens = list(dict.fromkeys(words_of(q)))
     async with conn.transaction():
         await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
-        trigram = 0.0
-        if uses_operators(q) or not tokens:
-            query, text = "websearch_to_tsquery('english', $2)", q
-        else:
-            text, trigram = await _expand(conn, tokens)
-            query = "to_tsquery('english', $2)"
-        args: list[Any] = [now, text, trigram, include_invalidated, limit]
-        where = ["m.search @@ q.query", _VISIBLE.format(flag="$4")]
-        for column, op, value in (
-            ("agent_id", "=", agent_id),
-            ("kind", "=", kind),
-            ("occurred_at", ">=", start),
-            ("occurred_at", "<", end),
-        ):
-            if value is not None:
-                args.append(value)
-                where.append(f"m.{column} {op} ${len(args)}")
-        strength = SQL_STRENGTH.format(t="c", now="$1::timestamptz")
-        return await conn.fetch(
-            f"WITH q AS (SELECT {query} AS query), candidates AS ("
-            f"SELECT {_HIT_COLUMNS}, m.search FROM {MEMORIES} m, q WHERE {' AND '.join(where)} "
-            f"ORDER BY m.created_at DESC LIMIT {CANDIDATES}), ranked AS ("
-            "SELECT r.*, r.relevance * (0.5 + 0.5 * r.strength) AS score FROM ("
-            "SELECT c.*, p.text_rank, $3::float8 AS trigram, "
-            f"p.text_rank + 0.5 * $3::float8 AS relevance, {strength} AS strength "
-            "FROM candidates c, q CROSS JOIN LATERAL (SELECT "
-            "ts_rank_cd(c.search, q.query, 32)::float8 AS text_rank) p) r "
-            "ORDER BY score DESC, r.id LIMIT $5) "
-            "SELECT h.id, h.agent_id, h.kind, h.importance, h.occurred_at, h.created_at, "
-            "h.status, h.content, h.tags, h.source, h.supersedes, h.superseded_by, "
-            "h.stability_days, h.anchor_at, h.accesses, h.feedback, h.text_rank, h.trigram, "
-            "h.relevance, h.strength, h.score, "
-            f"ts_headline('english', h.content, q.query, '{_HEADLINE}') AS snippet "
-            "FROM ranked h, q ORDER BY h.score DESC, h.id",
-            *args,
-        )
+        sql, args = await search_statement(
+            conn, q=q, now=now, agent_id=agent_id, kind=kind, start=start, end=end,
+            include_invalidated=include_invalidated, limit=limit,
+        )  # fmt: skip
+        return await conn.fetch(sql, *args)
+
+
+async def search_statement(  # noqa: PLR0913
+    conn: asyncpg.Connection,
+    *,
+    q: str,
+    now: datetime,
+    agent_id: str | None = None,
+    kind: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    include_invalidated: bool = False,
+    limit: int = 20,
+) -> tuple[str, list[Any]]:
+    """The SQL and arguments ``search`` runs (the words expanded already)."""
+    tokens = list(dict.fromkeys(words_of(q)))
+    trigram = 0.0
+    if uses_operators(q) or not tokens:
+        query, text = "websearch_to_tsquery('english', $2)", q
+    else:
+        text, trigram = await _expand(conn, tokens)
+        query = "to_tsquery('english', $2)"
+    args: list[Any] = [now, text, trigram, include_invalidated, limit]
+    where = ["m.search @@ q.query", _VISIBLE.format(flag="$4")]
+    for column, op, value in (
+        ("agent_id", "=", agent_id),
+        ("kind", "=", kind),
+        ("occurred_at", ">=", start),
+        ("occurred_at", "<", end),
+    ):
+        if value is not None:
+            args.append(value)
+            where.append(f"m.{column} {op} ${len(args)}")
+    strength = SQL_STRENGTH.format(t="c", now="$1::timestamptz")
+    # The query is written out in each place (not taken from a CTE) so the planner
+    # sees its words and their frequency: for a frequent word it walks the newest
+    # memories backwards and stops at CANDIDATES matches, for a rare one it reads
+    # the few matches from the GIN index.
+    sql = (
+        f"WITH candidates AS ("
+        f"SELECT {_HIT_COLUMNS}, m.search FROM {MEMORIES} m "
+        f"WHERE {' AND '.join(where).replace('q.query', query)} "
+        f"ORDER BY m.created_at DESC LIMIT {CANDIDATES}), ranked AS ("
+        "SELECT r.*, r.relevance * (0.5 + 0.5 * r.strength) AS score FROM ("
+        "SELECT c.*, p.text_rank, $3::float8 AS trigram, "
+        f"p.text_rank + 0.5 * $3::float8 AS relevance, {strength} AS strength "
+        "FROM candidates c CROSS JOIN LATERAL (SELECT "
+        f"ts_rank_cd(c.search, {query}, 32)::float8 AS text_rank) p) r "
+        "ORDER BY score DESC, r.id LIMIT $5) "
+        "SELECT h.id, h.agent_id, h.kind, h.importance, h.occurred_at, h.created_at, "
+        "h.status, h.content, h.tags, h.source, h.supersedes, h.superseded_by, "
+        "h.stability_days, h.anchor_at, h.accesses, h.feedback, h.text_rank, h.trigram, "
+        "h.relevance, h.strength, h.score, "
+        f"ts_headline('english', h.content, {query}, '{_HEADLINE}') AS snippet "
+        "FROM ranked h ORDER BY h.score DESC, h.id"
+    )
+    return sql, args
 
 
 async def get_memory(conn: asyncpg.Connection, memory_id: UUID) -> asyncpg.Record | None:
