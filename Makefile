@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.projector_rebuild
 	$(BIN)/python -m benchmarks.registry
 	$(BIN)/python -m benchmarks.training
+	$(BIN)/python -m benchmarks.memory
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
