@@ -529,18 +529,7 @@ async def _expand(conn: asyncpg.Connection, tokens: list[str]) -> tuple[str, flo
     return text, closest
 
 
-async def search(  # noqa: PLR0913
-    conn: asyncpg.Connection,
-    *,
-    q: str,
-    now: datetime,
-    agent_id: str | None = None,
-    kind: str | None = None,
-    start: datetime | None = None,
-    end: datetime | None = None,
-    include_invalidated: bool = False,
-    limit: int = 20,
-) -> list[asyncpg.Record]:
+async def search(conn: asyncpg.Connection, **criteria: Any) -> list[asyncpg.Record]:
     """Memories matching ``q``, best first, in two steps, both through the GIN index of
     the search vectors:
 
@@ -560,16 +549,14 @@ async def search(  # noqa: PLR0913
     Only the filters given become SQL conditions, and the plan is made for these
     values (``plan_cache_mode = force_custom_plan``): a plan cached for another agent or
     another word's frequency can be a hundred times slower. ``start``/``end`` bound
-    ``occurred_at``: start inclusive, end exclusive.
+    ``occurred_at``: start inclusive, end exclusive. ``criteria`` are the keyword
+    arguments of ``search_statement``.
     """
-    if not q.strip():
+    if not criteria["q"].strip():
         return []
     async with conn.transaction():
         await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
-        sql, args = await search_statement(
-            conn, q=q, now=now, agent_id=agent_id, kind=kind, start=start, end=end,
-            include_invalidated=include_invalidated, limit=limit,
-        )  # fmt: skip
+        sql, args = await search_statement(conn, **criteria)
         return await conn.fetch(sql, *args)
 
 
