@@ -56,7 +56,6 @@ shape inputs x outputs). The same parameters give the same bytes.
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
 import struct
 import time
@@ -410,7 +409,3 @@ def load_model(data: bytes) -> Callable[[np.ndarray], np.ndarray]:
         return np.asarray(_predict(params, mean, std, jnp.asarray(x, jnp.float32)))
 
     return predict
-
-
-def artifact_hash(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()

@@ -127,11 +127,6 @@ class JobQueue:
                 (lease.run_id, lease.owner, lease.attempt),
             )
 
-    def leases(self) -> list[dict[str, Any]]:
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute("SELECT * FROM aimm_job_queue ORDER BY enqueued_at")
-            return [dict(r) for r in curs.fetchall()]
-
     def version_of(self, run_id: UUID, events_table: str = "training_events") -> int:
         """The run's latest stored version: cheap, for a heartbeat to notice a stop."""
         with self.datastore.transaction(commit=False) as curs:

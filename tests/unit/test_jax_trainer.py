@@ -11,12 +11,12 @@ import pytest
 
 from benchmarks.bare_jax import bare_loop, synthetic_data
 from domain.ml.hyperparameters import Hyperparameters
+from infrastructure.artifacts import content_hash
 from infrastructure.jax_trainer import (
     MetricPoint,
     Trainer,
     TrainingData,
     _epoch_order,
-    artifact_hash,
     load_model,
 )
 
@@ -94,8 +94,8 @@ def test_two_identical_trainers_give_identical_points_and_bytes(plain: Run) -> N
     again = run("mlp_classifier", SMALL, classification())
     assert without_durations(again.points) == without_durations(plain.points)
     assert again.export == plain.export
-    assert artifact_hash(again.export) == artifact_hash(plain.export)
-    assert artifact_hash(b"").startswith("sha256:e3b0c442")
+    assert content_hash(again.export) == content_hash(plain.export)
+    assert content_hash(b"").startswith("sha256:e3b0c442")
 
 
 def test_every_steps_counts_global_steps_and_leaves_the_math_alone(plain: Run) -> None:
