@@ -7,6 +7,7 @@ reach it (read-your-writes).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -128,6 +129,48 @@ class ContextApplication(Application[UUID]):
             raise on_conflict() from None
         position = max((r.notification.id for r in recordings), default=0)
         return CommandResult(self.name, position, StoredResponse(status, body))
+
+    def change_aggregate(  # noqa: PLR0913
+        self,
+        load: Callable[[], A],
+        act: Callable[[A], T],
+        respond: Callable[[A, T], Response],
+        *,
+        expected_version: int | None = None,
+        idem: Idempotency | None = None,
+        retry: bool = False,
+    ) -> CommandResult[StoredResponse]:
+        """Load, check the expected version, act, save — or replay an idempotent retry.
+
+        An act that triggers no event (nothing changed) saves nothing and answers as is.
+        Another writer storing the same version first is a 409 naming the current
+        version; with ``retry`` (a command that needs no expected version, racing a
+        worker or a search that writes the same aggregate) it is simply run again on
+        the new version.
+        """
+        for _ in range(20 if retry else 1):
+            replay = self.idempotent_replay(idem)
+            if replay is not None:
+                return replay
+            aggregate = load()
+            self.check_expected_version(aggregate, expected_version)
+            before = aggregate.version
+            outcome = act(aggregate)
+            if aggregate.version == before and idem is None:
+                position = self.recorder.max_notification_id() or 0
+                body = StoredResponse(*respond(aggregate, outcome))
+                return CommandResult(self.name, position, body)
+            try:
+                return self.save_command(
+                    [aggregate],
+                    idem,
+                    functools.partial(respond, aggregate, outcome),
+                    functools.partial(self.version_conflict, aggregate.id, expected_version),
+                )
+            except VersionConflictError:
+                if not retry:
+                    raise
+        raise ConflictError(f"{type(aggregate).__name__} {aggregate.id} kept changing; retry")
 
     def version_conflict(self, aggregate_id: UUID, expected: int | None) -> ConflictError:
         """The conflict to report when another writer won the race for this aggregate."""

@@ -16,7 +16,6 @@ reported as not found, so an agent cannot even learn that it exists.
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
@@ -130,25 +129,15 @@ class MemoryApplication(ContextApplication):
         agent_scope: str | None = None,
         idem: Idempotency | None = None,
     ) -> CommandResult[StoredResponse]:
-        """Load, act, save (a no-op act saves nothing); retried when a search's access
+        """Load, act, save (a no-op act saves nothing); run again when a search's access
         reinforcement wins the race for the same version."""
-        for _ in range(10):
-            replay = self.idempotent_replay(idem)
-            if replay is not None:
-                return replay
-            memory = self.get_memory(memory_id, agent_scope)
-            before = memory.version
-            act(memory)
-            if memory.version == before and idem is None:
-                position = self.recorder.max_notification_id() or 0
-                return CommandResult(self.name, position, StoredResponse(*respond(memory)))
-            try:
-                return self.save_command(
-                    [memory], idem, functools.partial(respond, memory), _LostRace
-                )
-            except _LostRace:
-                continue
-        raise ConflictError(f"memory {memory_id} kept changing; retry")
+        return self.change_aggregate(
+            lambda: self.get_memory(memory_id, agent_scope),
+            act,
+            lambda memory, _: respond(memory),
+            idem=idem,
+            retry=True,
+        )
 
     def erase(
         self,
@@ -263,7 +252,3 @@ class MemoryApplication(ContextApplication):
                 )
                 events[r["originator_id"]].append(self.mapper.to_domain_event(stored))
         return events
-
-
-class _LostRace(Exception):
-    pass

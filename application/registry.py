@@ -61,25 +61,12 @@ class RegistryApplication(ContextApplication):
         expected_version: int | None = None,
         idem: Idempotency | None = None,
     ) -> CommandResult[StoredResponse]:
-        """Load, check the expected version, act, save — or replay an idempotent retry.
-
-        An act that triggers no event (nothing changed) saves nothing and answers as is.
-        """
-        replay = self.idempotent_replay(idem)
-        if replay is not None:
-            return replay
-        model = self.get_model(model_id)
-        self.check_expected_version(model, expected_version)
-        before = model.version
-        outcome = act(model)
-        if model.version == before and idem is None:
-            position = self.recorder.max_notification_id() or 0
-            return CommandResult(self.name, position, StoredResponse(*respond(model, outcome)))
-        return self.save_command(
-            [model],
-            idem,
-            lambda: respond(model, outcome),
-            lambda: self.version_conflict(model_id, expected_version),
+        return self.change_aggregate(
+            lambda: self.get_model(model_id),
+            act,
+            respond,
+            expected_version=expected_version,
+            idem=idem,
         )
 
     def update_model(  # noqa: PLR0913

@@ -11,7 +11,6 @@ the dataset's hash, and saves a queued ``TrainingRun``; workers
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -26,7 +25,7 @@ from application.base import (
 )
 from application.market_data import MarketDataApplication
 from domain.claims import UniqueClaim
-from domain.errors import ConflictError, DomainError, DuplicateNameError, NotFoundError
+from domain.errors import DomainError, DuplicateNameError, NotFoundError
 from domain.market_data import MarketData, market_data_id
 from domain.ml.datasets import Dataset
 from domain.ml.features import InvalidDatasetError, build_dataset, parse_dataset_spec
@@ -186,23 +185,11 @@ class TrainingApplication(ContextApplication):
         respond: Callable[[TrainingRun], Response],
     ) -> CommandResult[StoredResponse]:
         # The worker appends metrics to the same run: a stop that loses that race is
-        # simply tried again on the new version (a stop needs no expected version).
-        for _ in range(20):
-            replay = self.idempotent_replay(idem)
-            if replay is not None:
-                return replay
-            run = self.get_run(run_id)
-            before = run.version
-            run.request_stop(reason or "stopped by request")
-            if run.version == before and idem is None:
-                position = self.recorder.max_notification_id() or 0
-                return CommandResult(self.name, position, StoredResponse(*respond(run)))
-            try:
-                return self.save_command([run], idem, functools.partial(respond, run), _LostRace)
-            except _LostRace:
-                continue
-        raise ConflictError(f"training job {run_id} kept changing; retry the stop")
-
-
-class _LostRace(Exception):
-    pass
+        # simply run again on the new version (a stop needs no expected version).
+        return self.change_aggregate(
+            lambda: self.get_run(run_id),
+            lambda run: run.request_stop(reason or "stopped by request"),
+            lambda run, _: respond(run),
+            idem=idem,
+            retry=True,
+        )
