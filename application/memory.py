@@ -76,13 +76,7 @@ class MemoryApplication(ContextApplication):
 
     def document(self, memory: Memory) -> dict[str, Any] | None:
         """The memory's text, or None once erased (its key is gone)."""
-        key = self.keys.get_many([memory.id]).get(memory.id)
-        if key is None or memory.erased:
-            return None
-        try:
-            return unseal(key, memory.id, memory.sealed)
-        except UnsealError:
-            return None
+        return _opened(memory, self.keys.get_many([memory.id]).get(memory.id))
 
     # -- commands -------------------------------------------------------------------------
 
@@ -219,14 +213,7 @@ class MemoryApplication(ContextApplication):
                 state = event.mutate(state)
             if not isinstance(state, Memory):
                 continue  # recorded after as_of
-            key = keys.get(memory_id)
-            document = None
-            if key is not None and not state.erased:
-                try:
-                    document = unseal(key, memory_id, state.sealed)
-                except UnsealError:
-                    document = None
-            found.append((state, document))
+            found.append((state, _opened(state, keys.get(memory_id))))
         return found
 
     def _events_of(self, memory_ids: Sequence[UUID]) -> dict[UUID, list[Any]]:
@@ -252,3 +239,13 @@ class MemoryApplication(ContextApplication):
                 )
                 events[r["originator_id"]].append(self.mapper.to_domain_event(stored))
         return events
+
+
+def _opened(memory: Memory, key: bytes | None) -> dict[str, Any] | None:
+    """The memory's sealed text opened with its key; None when erased or unopenable."""
+    if key is None or memory.erased:
+        return None
+    try:
+        return unseal(key, memory.id, memory.sealed)
+    except UnsealError:
+        return None

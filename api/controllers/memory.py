@@ -11,6 +11,7 @@ response is sent, as the searching principal; ranking uses the strength before t
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -82,17 +83,7 @@ def _check_agent(request: Request[Any, Any, Any], agent_id: str) -> None:
 
 
 def strength_out(s: Strength) -> StrengthOut:
-    return StrengthOut(
-        strength=s.strength,
-        retention=s.retention,
-        importance=s.importance,
-        stability_days=s.stability_days,
-        age_days=s.age_days,
-        days_since_reinforced=s.days_since_reinforced,
-        accesses=s.accesses,
-        feedback=s.feedback,
-        as_of=s.as_of,
-    )
+    return StrengthOut(**dataclasses.asdict(s))
 
 
 def row_strength(row: Any, now: datetime) -> Strength:
