@@ -13,6 +13,7 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.plugins.prometheus import PrometheusConfig
 
@@ -93,6 +94,17 @@ def create_app(settings: Settings, database_url: str, *, run_projector: bool = F
             description="AI Model & Memory Management: event-sourced CQRS backend",
             path="/schema",
             render_plugins=[JsonRenderPlugin()],
+            components=Components(
+                security_schemes={
+                    "api_key": SecurityScheme(
+                        type="http",
+                        scheme="bearer",
+                        description="`Authorization: Bearer <api key>`; keys map to a "
+                        "principal and roles (admin, operator, viewer, auditor, agent).",
+                    )
+                }
+            ),
+            security=[{"api_key": []}],
         ),
         debug=False,
     )

@@ -16,6 +16,7 @@ import anyio.to_thread
 import msgspec
 from litestar import Request, Response
 
+from api.contract import POSITION_HEADER
 from api.errors import ProblemError
 from application.base import CommandResult, Idempotency, StoredResponse
 from domain.claims import request_fingerprint
@@ -24,7 +25,6 @@ from infrastructure.keys import Principal
 
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _IF_MATCH = re.compile(r'^(?:W/)?"?(\d{1,18})"?$')
-POSITION_HEADER = "Aimm-Position"
 
 
 def principal_of(request: Request[Any, Any, Any]) -> Principal:
@@ -32,8 +32,13 @@ def principal_of(request: Request[Any, Any, Any]) -> Principal:
     return user
 
 
-async def idempotency(request: Request[Any, Any, Any]) -> Idempotency | None:
-    key = request.headers.get("idempotency-key")
+async def idempotency(
+    request: Request[Any, Any, Any], key: str | None = None
+) -> Idempotency | None:
+    """The request's Idempotency-Key: declare it on the handler as
+    ``idempotency_key: api.contract.IdempotencyKey = None`` and pass it here."""
+    if key is None:
+        key = request.headers.get("idempotency-key")
     if key is None:
         return None
     if not _KEY.match(key):
@@ -72,7 +77,13 @@ async def run_command(
     request: Request[Any, Any, Any],
     command: Callable[[], CommandResult[StoredResponse]],
     location: Callable[[Any], str] | None = None,
+    etag: Callable[[Any], int | None] | None = None,
 ) -> Response[Any]:
+    """Run ``command`` in a worker thread as the caller; answer with its stored response.
+
+    ``ETag`` is the changed aggregate's version: ``etag(body)`` when given, else the body's
+    ``version`` (a body whose ``version`` is something else must pass ``etag``).
+    """
     principal = principal_of(request)
     correlation_id = request.scope["state"]["correlation_id"]
 
@@ -84,8 +95,9 @@ async def run_command(
     headers = {POSITION_HEADER: f"{result.context}:{result.position}"}
     body = result.value.body
     if isinstance(body, dict):
-        if "version" in body:
-            headers["ETag"] = f'"{body["version"]}"'
+        version = etag(body) if etag is not None else body.get("version")
+        if isinstance(version, int):
+            headers["ETag"] = f'"{version}"'
     if location is not None and result.value.status_code in (201, 202):
         headers["Location"] = location(body)
     if result.replayed:

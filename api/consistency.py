@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Request
+from litestar.params import Parameter
 
 from api.errors import ProblemError
 from application.contexts import CONTEXTS
 from projections.engine import wait_for_position
 
 WAIT_TIMEOUT = 5.0
+
+WaitFor = Annotated[
+    str | None,
+    Parameter(
+        query="wait_for",
+        pattern=rf"^({'|'.join(CONTEXTS)}):[0-9]{{1,18}}$",
+        description="`CONTEXT:POSITION` from an `Aimm-Position` header: answer once the read "
+        "models have reached it (or 503 with `Retry-After` after a few seconds).",
+    ),
+]
 
 
 def parse_position(text: str) -> tuple[str, int]:
@@ -24,14 +35,18 @@ def parse_position(text: str) -> tuple[str, int]:
     return context, int(number)
 
 
+async def reached(request: Request[Any, Any, Any], context: str, position: int) -> bool:
+    """Whether every projection of ``context`` reaches ``position`` within the timeout."""
+    async with request.app.state.pool.acquire() as conn:
+        return await wait_for_position(conn, context, position, WAIT_TIMEOUT)
+
+
 async def wait_for(request: Request[Any, Any, Any], wait_for: str | None) -> None:
     """Block until the projections reach ``wait_for``, or answer 503 after a while."""
     if wait_for is None:
         return
     context, position = parse_position(wait_for)
-    async with request.app.state.pool.acquire() as conn:
-        reached = await wait_for_position(conn, context, position, WAIT_TIMEOUT)
-    if not reached:
+    if not await reached(request, context, position):
         raise ProblemError(
             503,
             f"the read models have not reached {wait_for} within {WAIT_TIMEOUT:g}s",

@@ -4,14 +4,32 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
+from litestar.params import Parameter
 
 from api.errors import ProblemError
 
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
+
+# Every list takes these two and answers ``{"items": [...], "next_cursor": str | null}``.
+Limit = Annotated[
+    int,
+    Parameter(
+        ge=1, le=MAX_LIMIT, description=f"page size, 1-{MAX_LIMIT} (default {DEFAULT_LIMIT})"
+    ),
+]
+Cursor = Annotated[
+    str | None,
+    Parameter(
+        min_length=1,
+        max_length=2000,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="`next_cursor` of the previous page; omit for the first page",
+    ),
+]
 
 
 def encode_cursor(value: Any) -> str:

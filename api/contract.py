@@ -1,0 +1,220 @@
+"""The HTTP contract every endpoint shares, declared once and used by every controller.
+
+A client learns these rules once (DESIGN.md, "One contract, everywhere"); a new endpoint
+copies them from here, not from its neighbour:
+
+- **Errors** are RFC 9457 ``application/problem+json`` (:class:`Problem`). Every operation
+  declares what it can answer with ``responses=problems(...)``: the statuses any
+  authenticated operation can give (400 malformed, 401 no or unknown key, 403 role not
+  allowed, 503 the database or the read models are not there in time) plus the ones it
+  names (404 unknown id, 409 stale version or taken name, 422 a domain rule refused it,
+  415 a body type it does not read). A 500 is a bug and is not part of the contract.
+- **Request headers** are declared as handler parameters, so the framework validates them
+  (a malformed one is a 400 naming the header) and the OpenAPI document lists them:
+  ``if_match: IfMatch = None`` on every command that changes an existing aggregate,
+  ``idempotency_key: IdempotencyKey = None`` on every POST, PUT, PATCH and DELETE command.
+- **Response headers** are declared with ``response_headers=``: :data:`COMMAND_HEADERS` on
+  commands (``Aimm-Position``, ``ETag``, ``Idempotent-Replayed``; plus ``Location`` with
+  :data:`CREATED_HEADERS`), :data:`ONE_AGGREGATE_HEADERS` on reads of one aggregate.
+  ``ETag`` is always the aggregate's version (never a version *number* of a model), as a
+  strong entity tag: ``"7"``.
+- **Reads** of several read-model tables for one response run in one read-only,
+  repeatable-read transaction (:func:`snapshot`), so a response is never torn between
+  two projector commits. Reads never append events.
+- **Readable at once**: a ``Location`` (or an id) a command returns can be followed at once.
+  A read by id that finds nothing in its read model, but whose aggregate is in the log,
+  waits (bounded, :data:`WAIT_TIMEOUT`) for the projection of that aggregate's last event
+  instead of answering 404 (:func:`read_one`). Only an id that is in neither is a 404.
+
+Why not Litestar's ``ProblemDetailsPlugin``: its exception mappers see the exception but
+not the request, so they cannot fill ``instance`` or the request's ``correlation_id``,
+and they cannot set headers per error (``ETag`` with the current version on a 409,
+``Retry-After`` on a 503). ``api/errors.py`` maps every error in one place instead, and
+this module declares the same shapes in the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+from uuid import UUID
+
+import asyncpg
+from litestar import Request
+from litestar.datastructures import ResponseHeader
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import HeaderParameter
+from msgspec import Struct
+
+from api.consistency import WAIT_TIMEOUT, reached
+from api.errors import PROBLEM_JSON, TITLES, ProblemError
+
+T = TypeVar("T")
+
+POSITION_HEADER = "Aimm-Position"
+
+# -- problem+json -------------------------------------------------------------------------
+
+
+class FieldError(Struct):
+    """One offending input: where it was (body, query, path, header) and what is wrong."""
+
+    field: str
+    source: str
+    message: str
+
+
+class Problem(Struct, kw_only=True):
+    """An RFC 9457 problem document; members beyond these may follow for some errors."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    instance: str
+    correlation_id: str | None = None
+    errors: list[FieldError] | None = None
+    current_version: int | None = None
+    expected_version: int | None = None
+
+
+_DESCRIPTIONS = {
+    400: "Malformed request: the offending fields are named in `errors`.",
+    401: "No API key, or an unknown or revoked one.",
+    403: "The key's roles do not allow this operation.",
+    404: "No such resource.",
+    409: "Conflict: a stale `If-Match`/`expected_version` (the body names "
+    "`current_version`) or a value that must be unique is taken.",
+    413: "The request body is too large.",
+    415: "The request body's content type is not one this operation reads.",
+    422: "A domain rule refused the command; nothing was appended.",
+    503: "The database or the read models did not answer in time; retry after "
+    "`Retry-After` seconds.",
+}
+BASE_STATUSES = (400, 401, 403, 503)
+
+
+def problems(*statuses: int) -> dict[int, ResponseSpec]:
+    """The problem+json responses of an operation: the base ones and ``statuses``."""
+    return {
+        status: ResponseSpec(
+            data_container=Problem,
+            description=_DESCRIPTIONS.get(status, TITLES.get(status, "Error")),
+            media_type=PROBLEM_JSON,
+            generate_examples=False,
+        )
+        for status in sorted({*BASE_STATUSES, *statuses})
+    }
+
+
+# -- request headers ----------------------------------------------------------------------
+
+IF_MATCH_PATTERN = r'^(\*|(W/)?"?[0-9]{1,18}"?)$'
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
+
+IfMatch = Annotated[
+    str | None,
+    HeaderParameter(
+        name="If-Match",
+        required=False,
+        pattern=IF_MATCH_PATTERN,
+        description='The aggregate version the change is based on, as its ETag ("3"). '
+        "A stale one is a 409 naming the current version; `*` or none: no check.",
+    ),
+]
+IdempotencyKey = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Idempotency-Key",
+        required=False,
+        pattern=IDEMPOTENCY_KEY_PATTERN,
+        description="1-255 visible ASCII characters, unique per caller and request: a retry "
+        "with the same key and body returns the first response (`Idempotent-Replayed: "
+        "true`) and appends nothing; the same key with another request is a 422.",
+    ),
+]
+
+# -- response headers ---------------------------------------------------------------------
+
+ETAG = ResponseHeader(
+    name="ETag",
+    description='The aggregate\'s version as a strong entity tag ("7"): send it back as '
+    "`If-Match`.",
+    documentation_only=True,
+)
+POSITION = ResponseHeader(
+    name=POSITION_HEADER,
+    description="`CONTEXT:POSITION` of the command's last event in its log: pass it as "
+    "`wait_for` to a query to read your own write.",
+    documentation_only=True,
+)
+REPLAYED = ResponseHeader(
+    name="Idempotent-Replayed",
+    description="`true` when this is the stored first response to an Idempotency-Key.",
+    documentation_only=True,
+)
+LOCATION = ResponseHeader(
+    name="Location",
+    description="Where the created resource (or the accepted job) can be read, at once.",
+    documentation_only=True,
+)
+COMMAND_HEADERS = [POSITION, ETAG, REPLAYED]
+CREATED_HEADERS = [*COMMAND_HEADERS, LOCATION]
+ONE_AGGREGATE_HEADERS = [ETAG]
+
+
+def etag(version: int) -> dict[str, str]:
+    return {"ETag": f'"{version}"'}
+
+
+# -- reads --------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def snapshot(request: Request[Any, Any, Any]) -> AsyncIterator[asyncpg.Connection]:
+    """A connection in a read-only, repeatable-read transaction: one consistent view of
+    every read-model table the response is built from."""
+    async with request.app.state.pool.acquire() as conn:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            yield conn
+
+
+async def last_position_of(
+    conn: asyncpg.Connection, context: str, aggregate_id: UUID
+) -> int | None:
+    """The log position of the aggregate's last stored event, or None if it has none."""
+    position: int | None = await conn.fetchval(
+        f"SELECT max(notification_id) FROM {context}_events WHERE originator_id = $1",
+        aggregate_id,
+    )
+    return position
+
+
+async def read_one(
+    request: Request[Any, Any, Any],
+    context: str,
+    aggregate_id: UUID,
+    fetch: Callable[[asyncpg.Connection], Awaitable[T | None]],
+) -> T | None:
+    """``fetch`` in a snapshot; if it finds nothing but the aggregate is in the log, wait
+    (bounded) for the projections to reach its last event and fetch again.
+
+    None means the id is unknown to the log as well: the caller answers 404.
+    """
+    async with snapshot(request) as conn:
+        found = await fetch(conn)
+        if found is not None:
+            return found
+        position = await last_position_of(conn, context, aggregate_id)
+    if position is None:
+        return None
+    if not await reached(request, context, position):
+        raise ProblemError(
+            503,
+            f"{aggregate_id} is in the {context} log at position {position}, but the read "
+            f"models have not reached it within {WAIT_TIMEOUT:g}s",
+            headers={"Retry-After": "1"},
+        )
+    async with snapshot(request) as conn:
+        return await fetch(conn)
