@@ -31,6 +31,7 @@ from application.contexts import Contexts
 from infrastructure.postgres import create_pool, eventsourcing_env
 from infrastructure.schema import migrate
 from infrastructure.settings import Settings
+from infrastructure.wiring import build_contexts
 from projections.catalog import all_projections
 from projections.engine import Projector
 
@@ -57,7 +58,8 @@ def create_app(settings: Settings, database_url: str, *, run_projector: bool = F
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await migrate(database_url)
         pool = await create_pool(database_url, max_size=20, stateless=True)
-        contexts = await anyio.to_thread.run_sync(lambda: Contexts(eventsourcing_env(database_url)))
+        env = eventsourcing_env(database_url)
+        contexts = await anyio.to_thread.run_sync(build_contexts, env)
         app.state.pool = pool
         app.state.contexts = contexts
         app.state.key_cache = KeyCache(pool)

@@ -200,9 +200,9 @@ def run_worker(lease_seconds: float, max_attempts: int, registrar: bool) -> None
     from application.registrar import run_registrar
     from application.training import TrainingApplication
     from application.worker import TrainingWorker, tune_process
-    from infrastructure.job_queue import JobQueue
     from infrastructure.postgres import eventsourcing_env
     from infrastructure.schema import migrate as run_migrate
+    from infrastructure.wiring import jax_trainer, job_queue, postgres_ports
 
     settings = load_settings()
     tune_process()
@@ -217,10 +217,10 @@ def run_worker(lease_seconds: float, max_attempts: int, registrar: bool) -> None
             threads.append(
                 threading.Thread(target=run_registrar, args=(env, stopping), name="registrar")
             )
-        training = TrainingApplication(env=env)
+        training = TrainingApplication(env, postgres_ports())
         try:
-            queue = JobQueue(training.recorder.datastore, lease_seconds)  # type: ignore[attr-defined]
-            worker = TrainingWorker(training, queue, max_attempts=max_attempts)
+            queue = job_queue(training, lease_seconds)
+            worker = TrainingWorker(training, queue, jax_trainer, max_attempts=max_attempts)
             for thread in threads:
                 thread.start()
             click.echo(f"worker {worker.name} is waiting for training jobs")
@@ -286,15 +286,15 @@ def _read_csv(path: Path) -> str:
 
 def _load_sample_market_data(url: str) -> None:
     """Import data/sample/<TICKER>.csv.gz; identical rows already stored change nothing."""
-    from application.contexts import Contexts
     from application.market_data import import_csv
     from domain.metadata import acting_as
     from infrastructure.postgres import eventsourcing_env
+    from infrastructure.wiring import build_contexts
 
     files = sorted(SAMPLE_MARKET_DATA.glob("*.csv.gz"))
     if not files:
         return
-    contexts = Contexts(eventsourcing_env(url, pool_size=1))
+    contexts = build_contexts(eventsourcing_env(url, pool_size=1))
     try:
         with acting_as("system:sample-data", "sample-data-load"):
             for path in files:
@@ -532,18 +532,18 @@ def market_data_import(file: Path, ticker: str, replace: bool) -> None:
     (.parquet, same columns) as one import event."""
     import msgspec
 
-    from application.contexts import Contexts
     from application.market_data import import_rows
     from domain.errors import DomainError
     from domain.market_data import parse_csv, parse_parquet
     from domain.metadata import acting_as
     from infrastructure.postgres import eventsourcing_env
     from infrastructure.schema import migrate as run_migrate
+    from infrastructure.wiring import build_contexts
 
     settings = load_settings()
     with database(settings) as url:
         asyncio.run(run_migrate(url))
-        contexts = Contexts(eventsourcing_env(url, pool_size=1))
+        contexts = build_contexts(eventsourcing_env(url, pool_size=1))
         try:
             with acting_as(f"cli:{os.environ.get('USER', 'unknown')}", f"cli-{os.getpid()}"):
                 rows = (

@@ -8,7 +8,7 @@ reach it (read-your-writes).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -17,6 +17,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
+from application.ports import Ports
 from domain.base import Aggregate
 from domain.claims import IdempotencyRecord
 from domain.errors import (
@@ -62,6 +63,12 @@ class ContextApplication(Application[UUID]):
     """Base of the five context applications; ``name`` names the events table."""
 
     name = "context"
+
+    def __init__(self, env: Mapping[str, str] | None = None, ports: Ports | None = None) -> None:
+        """``ports``: the stores this context uses (see ``application.ports``); None when
+        only its log is read (eventsourcing's projection runners build it so)."""
+        super().__init__(env=env)
+        self.ports = ports
 
     def load(self, aggregate_id: UUID, kind: type[A], what: str = "aggregate") -> A:
         try:

@@ -12,6 +12,7 @@ from typing import Any
 from application.base import ContextApplication
 from application.market_data import MarketDataApplication
 from application.memory import MemoryApplication
+from application.ports import Ports
 from application.registry import RegistryApplication
 from application.training import TrainingApplication
 
@@ -35,14 +36,15 @@ CONTEXTS: tuple[str, ...] = tuple(cls.name for cls in APPLICATION_CLASSES)
 
 
 class Contexts:
-    """The running applications, built from one eventsourcing environment."""
+    """The running applications, built from one eventsourcing environment and the
+    ports the composition root passes in (``infrastructure.wiring.build_contexts``)."""
 
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.registry = RegistryApplication(env=dict(env))
-        self.training = TrainingApplication(env=dict(env))
-        self.predictions = PredictionsApplication(env=dict(env))
-        self.memory = MemoryApplication(env=dict(env))
-        self.assistant = AssistantApplication(env=dict(env))
+    def __init__(self, env: Mapping[str, str], ports: Ports) -> None:
+        self.registry = RegistryApplication(dict(env), ports)
+        self.training = TrainingApplication(dict(env), ports)
+        self.predictions = PredictionsApplication(dict(env), ports)
+        self.memory = MemoryApplication(dict(env), ports)
+        self.assistant = AssistantApplication(dict(env), ports)
         self.by_name: dict[str, ContextApplication] = {
             app.name: app
             for app in (self.registry, self.training, self.predictions, self.memory, self.assistant)

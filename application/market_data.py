@@ -1,8 +1,9 @@
 """Market-data imports in the ``predictions`` context.
 
 How the rows and the event stay consistent (the decision): the rows of an import are
-stored **content-addressed** in ``market_data_payloads`` (key: the SHA-256 of the
-canonical rows, value: the rows, compressed) in their own committed transaction
+stored **content-addressed** by the ``PayloadStore`` port (``market_data_payloads`` in
+``infrastructure.market_data_payloads``; key: the SHA-256 of the canonical rows, value:
+the rows, compressed) in their own committed transaction
 *before* the import's event is saved; the event names that hash. The reference table
 the API reads (``rm_market_bars``) is written only by the ``market_data`` projection,
 which copies the payload of each import event in the projector's transaction, together
@@ -24,10 +25,8 @@ gets 409 and may retry).
 
 from __future__ import annotations
 
-import threading
-import zlib
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from eventsourcing.application import AggregateNotFoundError
 
@@ -38,98 +37,27 @@ from application.base import (
     Response,
     StoredResponse,
 )
+from application.ports import PayloadStore, Ports, Unwired
 from domain.errors import ConflictError
 from domain.market_data import (
     Bar,
     ImportOutcome,
     MarketData,
     check_ticker,
-    decode_bars,
-    encode_bars,
     fold_bars,
     market_data_id,
     parse_csv,
     validate_rows,
 )
 
-PAYLOADS_DDL = """
-CREATE TABLE IF NOT EXISTS market_data_payloads (
-    ticker text NOT NULL,
-    content_hash text NOT NULL,
-    row_count integer NOT NULL,
-    rows bytea NOT NULL,
-    stored_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (ticker, content_hash)
-)
-"""
-
-
-class PayloadStore(Protocol):
-    """Where an import's rows live, by ticker and content hash (write once, read many)."""
-
-    def put(self, content_hash: str, ticker: str, bars: Sequence[Bar]) -> None: ...
-
-    def get(self, ticker: str, hashes: Sequence[str]) -> dict[str, list[Bar]]: ...
-
-
-def compress(bars: Sequence[Bar]) -> bytes:
-    return zlib.compress(encode_bars(bars), 6)
-
-
-def decompress(data: bytes) -> list[Bar]:
-    return decode_bars(zlib.decompress(data))
-
-
-class MemoryPayloadStore:
-    def __init__(self) -> None:
-        self._data: dict[tuple[str, str], bytes] = {}
-        self._lock = threading.Lock()
-
-    def put(self, content_hash: str, ticker: str, bars: Sequence[Bar]) -> None:
-        with self._lock:
-            self._data.setdefault((ticker, content_hash), compress(bars))
-
-    def get(self, ticker: str, hashes: Sequence[str]) -> dict[str, list[Bar]]:
-        return {h: decompress(self._data[ticker, h]) for h in hashes if (ticker, h) in self._data}
-
-
-class PostgresPayloadStore:
-    """Payloads in the same database as the events, through the event store's pool."""
-
-    def __init__(self, datastore: Any) -> None:
-        self.datastore = datastore
-        with self.datastore.transaction(commit=True) as curs:
-            curs.execute("SELECT pg_advisory_xact_lock(hashtextextended('aimm.payloads', 0))")
-            curs.execute(PAYLOADS_DDL)
-
-    def put(self, content_hash: str, ticker: str, bars: Sequence[Bar]) -> None:
-        with self.datastore.transaction(commit=True) as curs:
-            curs.execute(
-                "INSERT INTO market_data_payloads (content_hash, ticker, row_count, rows) "
-                "VALUES (%s, %s, %s, %s) ON CONFLICT (ticker, content_hash) DO NOTHING",
-                (content_hash, ticker, len(bars), compress(bars)),
-            )
-
-    def get(self, ticker: str, hashes: Sequence[str]) -> dict[str, list[Bar]]:
-        if not hashes:
-            return {}
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(
-                "SELECT content_hash, rows FROM market_data_payloads "
-                "WHERE ticker = %s AND content_hash = ANY(%s)",
-                (ticker, list(hashes)),
-            )
-            return {r["content_hash"]: decompress(bytes(r["rows"])) for r in curs.fetchall()}
-
 
 class MarketDataApplication(ContextApplication):
     """Commands on market data; the ``predictions`` context's application builds on it."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        datastore = getattr(self.recorder, "datastore", None)
+    def __init__(self, env: Mapping[str, str] | None = None, ports: Ports | None = None) -> None:
+        super().__init__(env, ports)
         self.payloads: PayloadStore = (
-            PostgresPayloadStore(datastore) if datastore is not None else MemoryPayloadStore()
+            ports.payloads(self.recorder) if ports else Unwired("payload store")
         )
 
     def current_bars(self, market: MarketData) -> dict[str, Bar]:

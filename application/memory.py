@@ -16,13 +16,12 @@ reported as not found, so an agent cannot even learn that it exists.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.persistence import IntegrityError
 
 from application.base import (
     CommandResult,
@@ -31,41 +30,22 @@ from application.base import (
     Response,
     StoredResponse,
 )
+from application.ports import EventReader, KeyVault, Ports, Unwired
 from domain.errors import ConflictError, NotFoundError
 from domain.memory.memory import Draft, Memory
 from domain.memory.sealing import UnsealError, new_key, seal, unseal
-from infrastructure.memory_keys import KeyVault
 
 MAX_BATCH = 1000
-
-
-class MemoryKeys:
-    """Keys in memory, for applications without a database (domain-flow unit tests)."""
-
-    def __init__(self) -> None:
-        self._keys: dict[UUID, bytes] = {}
-        self._lock = threading.Lock()
-
-    def put_many(self, keys: Iterable[tuple[UUID, bytes]]) -> None:
-        with self._lock:
-            self._keys.update(keys)
-
-    def get_many(self, memory_ids: Sequence[UUID]) -> dict[UUID, bytes]:
-        return {i: self._keys[i] for i in memory_ids if i in self._keys}
-
-    def destroy(self, memory_id: UUID) -> None:
-        with self._lock:
-            self._keys.pop(memory_id, None)
 
 
 class MemoryApplication(ContextApplication):
     name = "memory"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        datastore = getattr(self.recorder, "datastore", None)
-        self.keys: KeyVault | MemoryKeys = (
-            KeyVault(datastore) if datastore is not None else MemoryKeys()
+    def __init__(self, env: Mapping[str, str] | None = None, ports: Ports | None = None) -> None:
+        super().__init__(env, ports)
+        self.keys: KeyVault = ports.keys(self.recorder) if ports else Unwired("key vault")
+        self.stored: EventReader = (
+            ports.events(self.recorder, f"{self.name}_events") if ports else Unwired("event reader")
         )
 
     def get_memory(self, memory_id: UUID, agent_scope: str | None = None) -> Memory:
@@ -220,24 +200,11 @@ class MemoryApplication(ContextApplication):
         """The events of many memories, read in chunks of one query each (an agent's
         graph as of a time replays thousands of memories) and decoded by the
         application's mapper."""
-        datastore = getattr(self.recorder, "datastore", None)
-        if datastore is None:
-            return {i: list(self.events.get(i)) for i in memory_ids}
         events: dict[UUID, list[Any]] = {i: [] for i in memory_ids}
-        for start in range(0, len(memory_ids), 5000):
-            with datastore.transaction(commit=False) as curs:
-                curs.execute(
-                    "SELECT originator_id, originator_version, topic, state FROM "
-                    f"{self.name}_events WHERE originator_id = ANY(%s) "
-                    "ORDER BY originator_id, originator_version",
-                    (list(memory_ids[start : start + 5000]),),
-                )
-                rows = curs.fetchall()
-            for r in rows:
-                stored = StoredEvent(
-                    r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"])
-                )
-                events[r["originator_id"]].append(self.mapper.to_domain_event(stored))
+        for stored in self.stored.stored_events(memory_ids):
+            originator = stored.originator_id
+            key = originator if isinstance(originator, UUID) else UUID(originator)
+            events[key].append(self.mapper.to_domain_event(stored))
         return events
 
 

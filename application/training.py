@@ -11,9 +11,8 @@ the dataset's hash, and saves a queued ``TrainingRun``; workers
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from typing import Any
 from uuid import UUID
 
 from application.base import (
@@ -24,6 +23,7 @@ from application.base import (
     StoredResponse,
 )
 from application.market_data import MarketDataApplication
+from application.ports import ArtifactStore, Ports, Unwired
 from domain.claims import UniqueClaim
 from domain.errors import DomainError, DuplicateNameError, NotFoundError
 from domain.market_data import MarketData, market_data_id
@@ -32,34 +32,10 @@ from domain.ml.features import InvalidDatasetError, build_dataset, parse_dataset
 from domain.ml.hyperparameters import MODEL_TYPES, parse_early_stopping, parse_hyperparameters
 from domain.ml.runs import TrainingRun
 from domain.registry.model import check_name
-from infrastructure.artifacts import ArtifactStore, content_hash
 
 DATASET_NAME_SCOPE = "training/dataset-name"
 DATASET_MEDIA_TYPE = "application/vnd.aimm.dataset+json"
 MODEL_MEDIA_TYPE = "application/vnd.aimm.model"
-
-
-class Artifacts(Protocol):
-    def put(self, data: bytes, media_type: str) -> str: ...
-
-    def get(self, key: str) -> bytes | None: ...
-
-
-class MemoryArtifacts:
-    """For applications without a database (unit tests of the domain flow)."""
-
-    def __init__(self) -> None:
-        self._data: dict[str, bytes] = {}
-        self._lock = threading.Lock()
-
-    def put(self, data: bytes, media_type: str) -> str:
-        key = content_hash(data)
-        with self._lock:
-            self._data.setdefault(key, data)
-        return key
-
-    def get(self, key: str) -> bytes | None:
-        return self._data.get(key)
 
 
 class UnknownModelTypeError(DomainError):
@@ -69,11 +45,10 @@ class UnknownModelTypeError(DomainError):
 class TrainingApplication(ContextApplication):
     name = "training"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        datastore = getattr(self.recorder, "datastore", None)
-        self.artifacts: Artifacts = (
-            ArtifactStore(datastore) if datastore is not None else MemoryArtifacts()
+    def __init__(self, env: Mapping[str, str] | None = None, ports: Ports | None = None) -> None:
+        super().__init__(env, ports)
+        self.artifacts: ArtifactStore = (
+            ports.artifacts(self.recorder) if ports else Unwired("artifact store")
         )
 
     # -- datasets ---------------------------------------------------------------------
@@ -181,15 +156,18 @@ class TrainingApplication(ContextApplication):
         run_id: UUID,
         reason: str,
         *,
+        expected_version: int | None = None,
         idem: Idempotency | None = None,
         respond: Callable[[TrainingRun], Response],
     ) -> CommandResult[StoredResponse]:
-        # The worker appends metrics to the same run: a stop that loses that race is
-        # simply run again on the new version (a stop needs no expected version).
+        # The worker appends metrics to the same run: without an expected version, a stop
+        # that loses that race is simply run again on the new version; with one, a stale
+        # version is a conflict naming the current one.
         return self.change_aggregate(
             lambda: self.get_run(run_id),
             lambda run: run.request_stop(reason or "stopped by request"),
             lambda run, _: respond(run),
+            expected_version=expected_version,
             idem=idem,
             retry=True,
         )

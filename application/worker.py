@@ -1,7 +1,7 @@
 """The training worker: claim a queued run, train it with JAX, record every fact as an event.
 
 One worker trains one run at a time; run more workers to train more at once. For each
-claimed run (see ``infrastructure.job_queue`` for leases):
+claimed run (see ``application.ports.JobQueue`` and ``infrastructure.job_queue`` for leases):
 
 1. The run's state in the log decides: an ended run is released; a run asked to stop
    before it started is stopped; a run past ``max_attempts`` is failed with the reason;
@@ -33,15 +33,22 @@ from typing import Any
 
 from eventsourcing.persistence import IntegrityError
 
+from application.ports import (
+    ArtifactIntegrityError,
+    JobQueue,
+    Lease,
+    MetricPoint,
+    Trainer,
+    TrainerFactory,
+    TrainingData,
+)
 from application.training import MODEL_MEDIA_TYPE, TrainingApplication
+from domain.artifacts import content_hash
 from domain.metadata import acting_as
 from domain.ml.early_stopping import Check, Monitor
 from domain.ml.features import load_dataset, to_arrays
 from domain.ml.hyperparameters import EarlyStopping, Hyperparameters
 from domain.ml.runs import COMPLETED, EARLY_STOPPED, STOPPED, TrainingRun
-from infrastructure.artifacts import ArtifactIntegrityError, content_hash
-from infrastructure.jax_trainer import MetricPoint, Trainer, TrainingData
-from infrastructure.job_queue import JobQueue, Lease
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +111,7 @@ class TrainingWorker:
         self,
         training: TrainingApplication,
         queue: JobQueue,
+        trainer: TrainerFactory,
         *,
         name: str | None = None,
         max_attempts: int = 3,
@@ -112,6 +120,7 @@ class TrainingWorker:
     ) -> None:
         self.training = training
         self.queue = queue
+        self.trainer = trainer
         self.name = name or worker_name()
         self.max_attempts = max_attempts
         self.heartbeat_seconds = heartbeat_seconds
@@ -213,7 +222,7 @@ class TrainingWorker:
     def _train(self, run: TrainingRun, attempt: int, lease: Lease) -> None:
         hp = Hyperparameters(**run.hyperparameters)
         rule = EarlyStopping(**run.early_stopping) if run.early_stopping else None
-        trainer = Trainer(run.model_type, hp, self._data(run))
+        trainer = self.trainer(run.model_type, hp, self._data(run))
         track = _Tracker(trainer, rule)
         with (
             _Heartbeat(self.queue, lease, self.heartbeat_seconds) as beat,

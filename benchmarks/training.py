@@ -29,7 +29,6 @@ from typing import Any
 
 import asyncpg
 
-from application.contexts import Contexts
 from application.worker import TrainingWorker, tune_process
 from benchmarks.bare_jax import bare_loop, synthetic_data
 from benchmarks.common import fresh_database, postgres_server
@@ -37,9 +36,9 @@ from domain.metadata import acting_as
 from domain.ml.hyperparameters import Hyperparameters
 from domain.ml.runs import TrainingRun
 from infrastructure.jax_trainer import Trainer, TrainingData
-from infrastructure.job_queue import JobQueue
 from infrastructure.postgres import create_pool, eventsourcing_env
 from infrastructure.schema import migrate
+from infrastructure.wiring import build_contexts, datastore_of, jax_trainer, job_queue
 from projections.catalog import by_name
 from projections.engine import Projector
 
@@ -56,9 +55,9 @@ class _SyntheticWorker(TrainingWorker):
 
 
 def recorded_run(url: str, hp: Hyperparameters, data: TrainingData) -> dict[str, float]:
-    contexts = Contexts(eventsourcing_env(url))
+    contexts = build_contexts(eventsourcing_env(url))
     try:
-        queue = JobQueue(contexts.training.recorder.datastore, lease_seconds=15)  # type: ignore[attr-defined]
+        queue = job_queue(contexts.training, lease_seconds=15)
         with acting_as("benchmark", "training-benchmark"):
             run = TrainingRun.request(
                 dataset_id="synthetic", dataset_name="synthetic", dataset_hash="sha256:none",
@@ -67,8 +66,12 @@ def recorded_run(url: str, hp: Hyperparameters, data: TrainingData) -> dict[str,
                 hyperparameters=hp.as_dict(), early_stopping=None, record_every_steps=None,
             )  # fmt: skip
             contexts.training.save(run)
-        queue.enqueue(run.id)
-        worker = _SyntheticWorker(contexts.training, queue)
+        # queued directly: no projector runs here to fill the queue from the read model
+        with datastore_of(contexts.training.recorder).transaction(commit=True) as curs:
+            curs.execute(
+                "INSERT INTO aimm_job_queue (run_id, enqueued_at) VALUES (%s, now())", (run.id,)
+            )
+        worker = _SyntheticWorker(contexts.training, queue, jax_trainer)
         worker.data = data
         started = time.perf_counter()
         assert worker.run_once()
@@ -117,7 +120,7 @@ def bars(rows: int, seed: int) -> list[list[Any]]:
 
 
 def import_through_aimm(url: str, rows: list[list[Any]]) -> float:
-    contexts = Contexts(eventsourcing_env(url))
+    contexts = build_contexts(eventsourcing_env(url))
     try:
         started = time.perf_counter()
         with acting_as("benchmark", "import-benchmark"):

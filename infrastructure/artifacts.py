@@ -9,11 +9,15 @@ event was never saved is unreferenced, not harmful. Bytes are kept zlib-compress
 
 from __future__ import annotations
 
-import hashlib
 import zlib
 from typing import Any
 
 import asyncpg
+
+from application.ports import ArtifactIntegrityError
+from domain.artifacts import content_hash
+
+__all__ = ["ArtifactIntegrityError", "PostgresArtifactStore", "content_hash", "fetch"]
 
 DDL = """
 CREATE TABLE IF NOT EXISTS aimm_artifacts (
@@ -26,14 +30,6 @@ CREATE TABLE IF NOT EXISTS aimm_artifacts (
 """
 
 
-class ArtifactIntegrityError(RuntimeError):
-    """Stored bytes whose hash is not their key: the store was altered."""
-
-
-def content_hash(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
 def _checked(key: str, compressed: bytes) -> bytes:
     data = zlib.decompress(compressed)
     if content_hash(data) != key:
@@ -41,8 +37,9 @@ def _checked(key: str, compressed: bytes) -> bytes:
     return data
 
 
-class ArtifactStore:
-    """Artifacts in the events' database, through an eventsourcing datastore's pool."""
+class PostgresArtifactStore:
+    """The ``application.ports.ArtifactStore`` in the events' database, through an
+    eventsourcing datastore's pool."""
 
     def __init__(self, datastore: Any) -> None:
         self.datastore = datastore

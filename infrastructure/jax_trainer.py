@@ -60,7 +60,7 @@ import math
 import struct
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import jax
@@ -69,7 +69,10 @@ import msgspec
 import numpy as np
 import optax
 
+from application.ports import MetricPoint, TrainingData
 from domain.ml.hyperparameters import MODEL_TYPES, Hyperparameters
+
+__all__ = ["MetricPoint", "Trainer", "TrainingData", "load_model"]
 
 MAGIC = b"AIMM-MLP"
 FORMAT = "aimm.mlp/1"
@@ -78,27 +81,6 @@ CLASSIFIER = "mlp_classifier"
 Params = Any  # list of (w, b) pairs of jax arrays, one pair per layer
 _Arrays = tuple[jax.Array, jax.Array, jax.Array, jax.Array]
 ChunkFn = Callable[..., tuple[Any, Any, jax.Array]]
-
-
-@dataclass(frozen=True)
-class TrainingData:
-    x_train: np.ndarray  # float32 (n, f)
-    y_train: np.ndarray  # float32 (n,)
-    x_val: np.ndarray
-    y_val: np.ndarray
-
-
-@dataclass(frozen=True)
-class MetricPoint:
-    epoch: int  # 1-based
-    step: int  # optimizer steps done in the run so far
-    end_of_epoch: bool
-    loss: float  # mean of the per-step training values since the previous point
-    accuracy: float
-    val_loss: float  # whole validation set, current parameters
-    val_accuracy: float
-    learning_rate: float  # the one the last step used
-    duration_ms: float  # the trainer's time since the previous point
 
 
 class _ArraySpec(msgspec.Struct, forbid_unknown_fields=True):

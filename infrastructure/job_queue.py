@@ -16,10 +16,10 @@ the previous holder, so the run is restarted or, past ``max_attempts``, failed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 from uuid import UUID
+
+from application.ports import Lease
 
 DDL = """
 CREATE TABLE IF NOT EXISTS aimm_job_queue (
@@ -37,18 +37,9 @@ CREATE INDEX IF NOT EXISTS aimm_job_queue_claimable
 """
 
 
-@dataclass(frozen=True)
-class Lease:
-    run_id: UUID
-    owner: str
-    attempt: int
-    previous_owner: str | None
-    expires_at: datetime
-    expired_before: bool  # True when the run was taken over from an expired lease
-
-
-class JobQueue:
-    """Claim, renew and release training runs (synchronous: the worker is a thread world)."""
+class PostgresJobQueue:
+    """The ``application.ports.JobQueue`` of PostgreSQL: claim, renew and release training
+    runs (synchronous: the worker is a thread world)."""
 
     def __init__(self, datastore: Any, lease_seconds: float) -> None:
         self.datastore = datastore
@@ -70,15 +61,6 @@ class JobQueue:
                 "WHERE status IN ('queued', 'running') ON CONFLICT (run_id) DO NOTHING"
             )
             return int(curs.rowcount or 0)
-
-    def enqueue(self, run_id: UUID) -> None:
-        """Queue one run now (a caller that knows the run exists need not wait for sync)."""
-        with self.datastore.transaction(commit=True) as curs:
-            curs.execute(
-                "INSERT INTO aimm_job_queue (run_id, enqueued_at) VALUES (%s, now()) "
-                "ON CONFLICT (run_id) DO NOTHING",
-                (run_id,),
-            )
 
     def claim(self, owner: str) -> Lease | None:
         with self.datastore.transaction(commit=True) as curs:

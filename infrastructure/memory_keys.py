@@ -27,8 +27,9 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
 """
 
 
-class KeyVault:
-    """Synchronous access through an eventsourcing datastore's pool (the command side)."""
+class PostgresKeyVault:
+    """The ``application.ports.KeyVault`` of PostgreSQL: synchronous access through an
+    eventsourcing datastore's pool (the command side)."""
 
     def __init__(self, datastore: Any) -> None:
         self.datastore = datastore

@@ -6,9 +6,9 @@ import asyncio
 
 import asyncpg
 
-from application.contexts import Contexts
 from infrastructure import job_queue, kafka_relay, keys
 from infrastructure.postgres import ensure_database, eventsourcing_env
+from infrastructure.wiring import build_contexts
 from projections import engine
 from projections.catalog import all_projections
 
@@ -30,7 +30,7 @@ async def migrate(url: str) -> None:
     try:
         await conn.execute("SELECT pg_advisory_lock(hashtextextended('aimm.migrate', 0))")
         # The event store creates its tables (one per context) when the applications start.
-        contexts = await asyncio.to_thread(Contexts, eventsourcing_env(url, pool_size=1))
+        contexts = await asyncio.to_thread(build_contexts, eventsourcing_env(url, pool_size=1))
         contexts.close()
         await conn.execute(keys.DDL)
         # The relay's positions exist from the start, like every other table: nothing that

@@ -30,9 +30,9 @@ from application.registrar import run_registrar
 from application.training import TrainingApplication
 from application.worker import TrainingWorker
 from domain.metadata import acting_as
-from infrastructure.job_queue import JobQueue
 from infrastructure.postgres import eventsourcing_env
 from infrastructure.settings import Settings
+from infrastructure.wiring import jax_trainer, job_queue, postgres_ports
 from tests.conftest import free_port
 from tests.e2e.test_models_api import is_problem
 from tests.helpers import ADMIN_KEY, Api
@@ -140,10 +140,10 @@ class Worker:
 
     def __init__(self, url: str, lease_seconds: float = 3.0, max_attempts: int = 3) -> None:
         self.env = eventsourcing_env(url)
-        self.training = TrainingApplication(env=self.env)
-        self.queue = JobQueue(self.training.recorder.datastore, lease_seconds)  # type: ignore[attr-defined]
+        self.training = TrainingApplication(self.env, postgres_ports())
+        self.queue = job_queue(self.training, lease_seconds)
         self.worker = TrainingWorker(
-            self.training, self.queue, max_attempts=max_attempts,
+            self.training, self.queue, jax_trainer, max_attempts=max_attempts,
             heartbeat_seconds=0.2, poll_seconds=0.1,
         )  # fmt: skip
         self.stopping = threading.Event()
@@ -505,9 +505,9 @@ async def test_a_job_whose_worker_vanished_is_failed_after_max_attempts(
 ) -> None:
     accepted = await train(api, dataset["id"])
     # a worker claims the job, starts it, and is never heard of again
-    training = TrainingApplication(env=eventsourcing_env(api.url))
+    training = TrainingApplication(eventsourcing_env(api.url))
     try:
-        queue = JobQueue(training.recorder.datastore, lease_seconds=1.0)  # type: ignore[attr-defined]
+        queue = job_queue(training, lease_seconds=1.0)
         await wait_job(api, accepted["id"], lambda j: True)  # the read model has the job
         assert queue.sync() == 1
         lease = queue.claim("ghost")

@@ -21,6 +21,7 @@ from domain.metadata import acting_as
 from domain.registry.model import Model
 from infrastructure.postgres import create_pool, eventsourcing_env
 from infrastructure.schema import migrate
+from infrastructure.wiring import build_contexts
 from projections.audit_chain import (
     GENESIS,
     AuditChain,
@@ -69,7 +70,7 @@ class Logs:
 @pytest.fixture
 async def logs(database_url: str) -> AsyncIterator[Logs]:
     await migrate(database_url)
-    contexts = await asyncio.to_thread(Contexts, eventsourcing_env(database_url))
+    contexts = await asyncio.to_thread(build_contexts, eventsourcing_env(database_url))
     pool = await create_pool(database_url, max_size=4)
     try:
         logs = Logs(database_url, contexts, pool)

@@ -13,9 +13,9 @@ from uuid import UUID
 import asyncpg
 import polars as pl
 
-from application.contexts import Contexts
 from domain.metadata import acting_as
 from infrastructure.postgres import eventsourcing_env
+from infrastructure.wiring import build_contexts
 
 
 def aimm(url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -32,7 +32,7 @@ def aimm(url: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def write_models(url: str, names: list[str]) -> None:
-    contexts = Contexts(eventsourcing_env(url))
+    contexts = build_contexts(eventsourcing_env(url))
     try:
         with acting_as("cli-test", "cli"):
             for name in names:

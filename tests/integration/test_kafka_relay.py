@@ -33,6 +33,7 @@ from infrastructure.kafka_consumer import DedupingConsumer, ReceivedEvent, analy
 from infrastructure.kafka_relay import KafkaRelay, PublishError, relay_positions
 from infrastructure.postgres import create_pool, eventsourcing_env
 from infrastructure.schema import migrate
+from infrastructure.wiring import build_contexts
 from projections.events import Event, envelope, event_id, read_events
 from tests.conftest import free_port, wait_for_port
 
@@ -51,7 +52,7 @@ FAST_FAILING = {
 @pytest.fixture
 async def contexts(database_url: str) -> AsyncIterator[Contexts]:
     """The command side on the test's database (creating every context's events table)."""
-    ctxs = await asyncio.to_thread(Contexts, eventsourcing_env(database_url, pool_size=2))
+    ctxs = await asyncio.to_thread(build_contexts, eventsourcing_env(database_url, pool_size=2))
     yield ctxs
     await asyncio.to_thread(ctxs.close)
 

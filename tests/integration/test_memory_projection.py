@@ -24,9 +24,10 @@ from domain.memory.memory import Memory, parse_memory
 from domain.memory.sealing import new_key, seal
 from domain.memory.strength import strength_at
 from domain.metadata import acting_as
-from infrastructure.memory_keys import KeyVault, fetch_keys
+from infrastructure.memory_keys import PostgresKeyVault, fetch_keys
 from infrastructure.postgres import create_pool, eventsourcing_env
 from infrastructure.schema import migrate
+from infrastructure.wiring import build_contexts
 from projections import memory as views
 from projections.engine import Projector, rebuild
 from projections.memory import MemoryViews
@@ -52,7 +53,7 @@ class World:
     """The memory application, its key vault and the projector, on one test database."""
 
     contexts: Contexts
-    vault: KeyVault
+    vault: PostgresKeyVault
     pool: asyncpg.Pool
     conn: asyncpg.Connection
     clock: Clock
@@ -101,11 +102,11 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 @pytest.fixture
 async def world(database_url: str, clock: Clock) -> AsyncIterator[World]:
     await migrate(database_url)
-    contexts = await asyncio.to_thread(Contexts, eventsourcing_env(database_url))
+    contexts = await asyncio.to_thread(build_contexts, eventsourcing_env(database_url))
     pool = await create_pool(database_url, max_size=4)
     conn = await asyncpg.connect(database_url)
     try:
-        vault = KeyVault(contexts.memory.recorder.datastore)
+        vault = PostgresKeyVault(contexts.memory.recorder.datastore)
         # Small batches: a memory's events are split across batches and mixed with others'.
         projector = Projector(pool, [MemoryViews()], batch_size=3)
         await projector.setup()

@@ -20,12 +20,13 @@ from uuid import UUID
 import asyncpg
 import pytest
 
-from application.contexts import CONTEXTS, Contexts
+from application.contexts import CONTEXTS
 from application.registry import RegistryApplication
 from domain.metadata import acting_as
 from domain.registry.model import Model
 from infrastructure.postgres import create_pool, eventsourcing_env
 from infrastructure.schema import migrate
+from infrastructure.wiring import build_contexts
 from projections.audit import AuditIndex
 from projections.audit_chain import AuditChain
 from projections.base import live_tables
@@ -188,7 +189,7 @@ async def assert_positions_at_heads(conn: asyncpg.Connection) -> None:
 async def prepare(url: str, projections: Sequence[Any]) -> None:
     """The events tables (the applications create them) and these projections' tables only,
     so that positions, and ``wait_for_position``, concern just the projections under test."""
-    contexts = await asyncio.to_thread(Contexts, eventsourcing_env(url, pool_size=1))
+    contexts = await asyncio.to_thread(build_contexts, eventsourcing_env(url, pool_size=1))
     contexts.close()
     conn = await asyncpg.connect(url)
     try:
@@ -199,7 +200,7 @@ async def prepare(url: str, projections: Sequence[Any]) -> None:
 
 @contextlib.asynccontextmanager
 async def registry_writer(url: str, seed: float) -> AsyncIterator[Writer]:
-    contexts = await asyncio.to_thread(Contexts, eventsourcing_env(url))
+    contexts = await asyncio.to_thread(build_contexts, eventsourcing_env(url))
     try:
         yield Writer(contexts.registry, random.Random(seed))
     finally:

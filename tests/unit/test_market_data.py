@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
 from application.contexts import PredictionsApplication
 from application.market_data import import_csv
+from application.ports import Ports, Unwired
 from domain.market_data import (
+    Bar,
     ContradictingBarsError,
     InvalidBarsError,
     InvalidTickerError,
@@ -110,8 +113,24 @@ def test_imports_record_new_dates_refuse_contradictions_and_correct_with_replace
     )  # fmt: skip
 
 
+class FakePayloads:
+    """A ``PayloadStore`` in a dict: this test runs the application without a database."""
+
+    def __init__(self) -> None:
+        self.data: dict[tuple[str, str], list[Bar]] = {}
+
+    def put(self, content_hash: str, ticker: str, bars: Sequence[Bar]) -> None:
+        self.data.setdefault((ticker, content_hash), list(bars))
+
+    def get(self, ticker: str, hashes: Sequence[str]) -> dict[str, list[Bar]]:
+        return {h: self.data[ticker, h] for h in hashes if (ticker, h) in self.data}
+
+
 def test_csv_import_through_the_application_in_memory() -> None:
-    app = PredictionsApplication()
+    unwired: Any = lambda *_: Unwired("store")  # noqa: E731
+    payloads = FakePayloads()
+    ports = Ports(artifacts=unwired, keys=unwired, payloads=lambda _: payloads, events=unwired)
+    app = PredictionsApplication(ports=ports)
     text = "Date,Open,High,Low,Close,Volume\n2024-01-02,10,11,9,10.5,100\n\n"
     with acting_as("tester", "corr-1"):
         assert import_csv(app, "acme", text).changed

@@ -1,0 +1,175 @@
+"""Ports: what the command side needs from outside, as Protocols and plain data types.
+
+``application/`` never imports ``infrastructure/``. It names here what it needs (an
+artifact store, a key vault, a payload store, a bulk event reader, a job queue, a
+trainer); ``infrastructure/`` implements them (``infrastructure.wiring`` gathers the
+PostgreSQL and JAX implementations), and the composition roots (``api.app.create_app``,
+the ``aimm`` command line, the test helpers) pass them in:
+
+- a context application takes ``ports=Ports(...)``: factories that are given the
+  application's own event recorder, so a store shares the application's database and
+  pool without the application knowing what kind of recorder it has;
+- the training worker takes a ``JobQueue`` and a ``TrainerFactory``.
+
+A test may pass a fake that implements the same Protocol (a unit test of the domain
+flow without a database); tests of our own database use the real implementations.
+An application built without ``ports`` (eventsourcing's projection runners build the
+upstream application from its environment only, to read its log) has ``Unwired``
+stores that say so when used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+import numpy as np
+from eventsourcing.persistence import Recorder, StoredEvent
+
+from domain.market_data import Bar
+from domain.ml.hyperparameters import Hyperparameters
+
+# -- stores ---------------------------------------------------------------------------------
+
+
+class ArtifactIntegrityError(RuntimeError):
+    """Stored bytes whose hash is not their key: the store was altered."""
+
+
+class ArtifactStore(Protocol):
+    """Bytes by content hash (``domain.artifacts.content_hash``), written before the
+    event that names them; ``get`` raises ``ArtifactIntegrityError`` on altered bytes."""
+
+    def put(self, data: bytes, media_type: str) -> str: ...
+
+    def get(self, key: str) -> bytes | None: ...
+
+
+class KeyVault(Protocol):
+    """One key per memory, written before the events sealed under it, destroyed on erasure."""
+
+    def put_many(self, keys: Iterable[tuple[UUID, bytes]]) -> None: ...
+
+    def get_many(self, memory_ids: Sequence[UUID]) -> dict[UUID, bytes]: ...
+
+    def destroy(self, memory_id: UUID) -> None: ...
+
+
+class PayloadStore(Protocol):
+    """Where an import's rows live, by ticker and content hash (write once, read many)."""
+
+    def put(self, content_hash: str, ticker: str, bars: Sequence[Bar]) -> None: ...
+
+    def get(self, ticker: str, hashes: Sequence[str]) -> dict[str, list[Bar]]: ...
+
+
+class EventReader(Protocol):
+    """The stored events of many aggregates of one log at once, in version order per
+    aggregate (an as-of view replays thousands; one query per chunk, not one each)."""
+
+    def stored_events(self, originator_ids: Sequence[UUID]) -> Iterator[StoredEvent]: ...
+
+
+# The factories a context application is given: each receives the application's recorder.
+ArtifactStoreFactory = Callable[[Recorder], ArtifactStore]
+KeyVaultFactory = Callable[[Recorder], KeyVault]
+PayloadStoreFactory = Callable[[Recorder], PayloadStore]
+EventReaderFactory = Callable[[Recorder, str], EventReader]  # recorder, events table
+
+
+@dataclass(frozen=True)
+class Ports:
+    """The stores the context applications use, built against each one's recorder."""
+
+    artifacts: ArtifactStoreFactory
+    keys: KeyVaultFactory
+    payloads: PayloadStoreFactory
+    events: EventReaderFactory
+
+
+class Unwired:
+    """Stands for a store the composition root did not pass in; any use says so."""
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"no {self._what} was passed to this application (ports=...)")
+
+
+# -- the job queue --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Lease:
+    run_id: UUID
+    owner: str
+    attempt: int
+    previous_owner: str | None
+    expires_at: datetime
+    expired_before: bool  # True when the run was taken over from an expired lease
+
+
+class JobQueue(Protocol):
+    """Who trains which run until when (claims with a lease, renewed by a heartbeat)."""
+
+    def sync(self) -> int:
+        """Enqueue the runs the read model shows as queued or running; how many."""
+        ...
+
+    def claim(self, owner: str) -> Lease | None: ...
+
+    def renew(self, lease: Lease) -> bool:
+        """Extend the lease; False when it was lost (expired and taken over)."""
+        ...
+
+    def release(self, lease: Lease) -> None: ...
+
+    def version_of(self, run_id: UUID) -> int:
+        """The run's latest stored version (cheap: a heartbeat notices a stop by it)."""
+        ...
+
+
+# -- the trainer ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    x_train: np.ndarray  # float32 (n, f)
+    y_train: np.ndarray  # float32 (n,)
+    x_val: np.ndarray
+    y_val: np.ndarray
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    epoch: int  # 1-based
+    step: int  # optimizer steps done in the run so far
+    end_of_epoch: bool
+    loss: float  # mean of the per-step training values since the previous point
+    accuracy: float
+    val_loss: float  # whole validation set, current parameters
+    val_accuracy: float
+    learning_rate: float  # the one the last step used
+    duration_ms: float  # the trainer's time since the previous point
+
+
+class Trainer(Protocol):
+    """Trains one model: epochs in chunks, metric points, weight snapshots, export."""
+
+    def run_epoch(self, epoch: int, every_steps: int | None = None) -> Iterator[MetricPoint | None]:
+        """Points of one epoch; ``None`` between chunks (a chance to check for a stop)."""
+        ...
+
+    def params_snapshot(self) -> Any: ...
+
+    def restore(self, snapshot: Any) -> None: ...
+
+    def export(self) -> bytes: ...
+
+
+class TrainerFactory(Protocol):
+    def __call__(self, model_type: str, hp: Hyperparameters, data: TrainingData) -> Trainer: ...

@@ -1,0 +1,56 @@
+"""Where the ports of ``application.ports`` meet their implementations.
+
+The composition roots (``api.app.create_app``, the ``aimm`` command line, the test
+helpers) call these instead of building stores themselves:
+
+- ``postgres_ports()``: the PostgreSQL stores, each built on the recorder (and so the
+  connection pool) of the application that uses it;
+- ``build_contexts(env)``: the five context applications with those ports;
+- ``job_queue(training, lease_seconds)`` and ``jax_trainer``: what a training worker
+  is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from eventsourcing.persistence import Recorder
+
+from application.contexts import Contexts
+from application.ports import Ports, TrainerFactory
+from infrastructure.artifacts import PostgresArtifactStore
+from infrastructure.event_reader import PostgresEventReader
+from infrastructure.jax_trainer import Trainer
+from infrastructure.job_queue import PostgresJobQueue
+from infrastructure.market_data_payloads import PostgresPayloadStore
+from infrastructure.memory_keys import PostgresKeyVault
+
+
+def datastore_of(recorder: Recorder) -> Any:
+    """The eventsourcing PostgreSQL datastore (connection pool) behind a recorder."""
+    datastore = getattr(recorder, "datastore", None)
+    if datastore is None:
+        raise TypeError(f"{type(recorder).__name__} is not a PostgreSQL recorder")
+    return datastore
+
+
+def postgres_ports() -> Ports:
+    return Ports(
+        artifacts=lambda recorder: PostgresArtifactStore(datastore_of(recorder)),
+        keys=lambda recorder: PostgresKeyVault(datastore_of(recorder)),
+        payloads=lambda recorder: PostgresPayloadStore(datastore_of(recorder)),
+        events=lambda recorder, table: PostgresEventReader(datastore_of(recorder), table),
+    )
+
+
+def build_contexts(env: Mapping[str, str]) -> Contexts:
+    return Contexts(env, postgres_ports())
+
+
+def job_queue(application: Any, lease_seconds: float) -> PostgresJobQueue:
+    """The job queue in the database of ``application`` (the training context's)."""
+    return PostgresJobQueue(datastore_of(application.recorder), lease_seconds)
+
+
+jax_trainer: TrainerFactory = Trainer
