@@ -88,6 +88,14 @@ class VersionOut(Struct):
     created_by: str
 
 
+class ModelVersionDetail(VersionOut):
+    """One version with the model it belongs to; ``model_version`` is the model
+    aggregate's version (the ETag), ``version`` the version's number."""
+
+    model_id: UUID
+    model_version: int
+
+
 class DeploymentOut(Struct):
     sequence: int
     action: str

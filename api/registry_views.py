@@ -1,4 +1,9 @@
-"""Assemble registry responses from read-model rows, or from a replayed aggregate (as_of)."""
+"""Assemble registry responses from read-model rows, or from a replayed aggregate (as_of).
+
+The ``*_from_read_models`` functions read several tables; callers pass a connection in one
+repeatable-read snapshot (``api.contract.snapshot``/``read_one``), so a response is never
+torn between two projector commits.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from api.registry_schemas import (
     MetricsOut,
     ModelDetail,
     ModelSummary,
+    ModelVersionDetail,
     VersionOut,
 )
 from api.schemas import ModelOut
@@ -109,37 +115,59 @@ def deployment_from_row(row: Any) -> DeploymentOut:
     return DeploymentOut(**{f: row[f] for f in DeploymentOut.__struct_fields__})
 
 
+def _version_from_row(v: Any, history: list[MetricsOut]) -> VersionOut:
+    return VersionOut(
+        version=v["version"],
+        status=v["status"],
+        environments=list(v["environments"]),
+        artifact=v["artifact"],
+        framework=v["framework"],
+        parameters=_json(v["parameters"]),
+        metrics=_json(v["metrics"]),
+        metrics_history=history,
+        lineage=_json(v["lineage"]),
+        description=v["description"],
+        created_at=v["created_at"],
+        created_by=v["created_by"],
+    )
+
+
+def _histories(rows: Sequence[Any]) -> dict[int, list[MetricsOut]]:
+    history: dict[int, list[MetricsOut]] = {}
+    for m in rows:
+        history.setdefault(m["version"], []).append(
+            MetricsOut(_json(m["metrics"]), m["source"], m["recorded_at"], m["recorded_by"])
+        )
+    return history
+
+
 async def detail_from_read_models(conn: asyncpg.Connection, model_id: UUID) -> ModelDetail | None:
+    """The model's detail from four tables; ``conn`` must be in a snapshot."""
     model = await registry_models.get_model(conn, model_id)
     if model is None:
         return None
     versions = await registry_versions.versions_of(conn, model_id)
-    history: dict[int, list[MetricsOut]] = {}
-    for m in await registry_versions.metrics_of(conn, model_id):
-        history.setdefault(m["version"], []).append(
-            MetricsOut(_json(m["metrics"]), m["source"], m["recorded_at"], m["recorded_by"])
-        )
+    history = _histories(await registry_versions.metrics_of(conn, model_id))
     deployments = await registry_versions.deployments_of(conn, model_id)
     return ModelDetail(
         **{f: model[f] for f in _MODEL_FIELDS},
         latest_version=versions[-1]["version"] if versions else None,
         active=active_of(versions),
-        versions=[
-            VersionOut(
-                version=v["version"],
-                status=v["status"],
-                environments=list(v["environments"]),
-                artifact=v["artifact"],
-                framework=v["framework"],
-                parameters=_json(v["parameters"]),
-                metrics=_json(v["metrics"]),
-                metrics_history=history.get(v["version"], []),
-                lineage=_json(v["lineage"]),
-                description=v["description"],
-                created_at=v["created_at"],
-                created_by=v["created_by"],
-            )
-            for v in versions
-        ],
+        versions=[_version_from_row(v, history.get(v["version"], [])) for v in versions],
         deployments=[deployment_from_row(d) for d in deployments],
+    )
+
+
+async def version_detail_from_read_models(
+    conn: asyncpg.Connection, model_id: UUID, version: int
+) -> ModelVersionDetail | None:
+    """One version with the model's version; ``conn`` must be in a snapshot."""
+    model = await registry_models.get_model(conn, model_id)
+    row = await registry_versions.version_of(conn, model_id, version)
+    if model is None or row is None:
+        return None
+    history = _histories(await registry_versions.metrics_of(conn, model_id, [version]))
+    out = _version_from_row(row, history.get(version, []))
+    return ModelVersionDetail(
+        **msgspec.structs.asdict(out), model_id=model_id, model_version=model["version"]
     )

@@ -78,6 +78,7 @@ class RegistryApplication(ContextApplication):
         description: str | None = None,
         owner: str | None = None,
         tags: list[str] | None = None,
+        idem: Idempotency | None = None,
         respond: Callable[[Model], Response],
     ) -> CommandResult[StoredResponse]:
         return self.change_model(
@@ -85,6 +86,7 @@ class RegistryApplication(ContextApplication):
             lambda m: m.update_details(task=task, description=description, owner=owner, tags=tags),
             lambda m, _: respond(m),
             expected_version=expected_version,
+            idem=idem,
         )
 
     def register_version(  # noqa: PLR0913
@@ -123,11 +125,16 @@ class RegistryApplication(ContextApplication):
         metrics: dict[str, float],
         source: str,
         *,
+        expected_version: int | None = None,
         idem: Idempotency | None = None,
         respond: Callable[[Model, None], Response],
     ) -> CommandResult[StoredResponse]:
         return self.change_model(
-            model_id, lambda m: m.record_metrics(version, metrics, source), respond, idem=idem
+            model_id,
+            lambda m: m.record_metrics(version, metrics, source),
+            respond,
+            expected_version=expected_version,
+            idem=idem,
         )
 
     def deploy(  # noqa: PLR0913
@@ -176,6 +183,7 @@ class RegistryApplication(ContextApplication):
         reason: str,
         *,
         expected_version: int | None = None,
+        idem: Idempotency | None = None,
         respond: Callable[[Model, None], Response],
     ) -> CommandResult[StoredResponse]:
         """Stage (a candidate again) or archive a version that is not active."""
@@ -184,7 +192,9 @@ class RegistryApplication(ContextApplication):
             if status == "staging"
             else (lambda m: m.archive(version, reason))
         )
-        return self.change_model(model_id, act, respond, expected_version=expected_version)
+        return self.change_model(
+            model_id, act, respond, expected_version=expected_version, idem=idem
+        )
 
     def get_model(self, model_id: UUID) -> Model:
         return self.load(model_id, Model, "model")

@@ -214,6 +214,16 @@ async def versions_of(conn: asyncpg.Connection, model_id: UUID) -> list[asyncpg.
     )
 
 
+async def version_of(
+    conn: asyncpg.Connection, model_id: UUID, version: int
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"SELECT {VERSION_COLUMNS} FROM rm_model_versions WHERE model_id = $1 AND version = $2",
+        model_id,
+        version,
+    )
+
+
 async def metrics_of(
     conn: asyncpg.Connection, model_id: UUID, versions: Sequence[int] | None = None
 ) -> list[asyncpg.Record]:

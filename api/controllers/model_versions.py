@@ -1,19 +1,40 @@
-"""Model versions, metrics, deployments, rollbacks, comparison and lineage (F11.1.2–F11.1.5)."""
+"""Model versions, metrics, deployments, rollbacks, comparison and lineage (F11.1.2–F11.1.5).
+
+The contract (``api/contract.py``, ``docs/registry.md``): every command here changes an
+existing Model aggregate, so each takes ``If-Match`` (stale: 409 with ``current_version``)
+and ``Idempotency-Key``, and answers ``ETag`` = the model aggregate's version — never a
+version *number*, which is in the body as ``version``. ``POST …/versions`` answers a
+``Location`` (``GET …/versions/{version}``) that can be followed at once.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.params import FromPath, Parameter
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
+from litestar.params import FromPath, Parameter, PathParameter
 
 from api.auth import READ, WRITE
 from api.commands import expected_version, idempotency, run_command, to_builtins
-from api.consistency import wait_for
+from api.consistency import WaitFor, wait_for
+from api.contract import (
+    COMMAND_HEADERS,
+    CREATED_HEADERS,
+    ONE_AGGREGATE_HEADERS,
+    IdempotencyKey,
+    IfMatch,
+    etag,
+    problems,
+    read_one,
+    snapshot,
+)
 from api.errors import ProblemError
-from api.pagination import check_limit, decode_cursor, encode_cursor
+from api.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor
 from api.registry_schemas import (
     ComparedValue,
     DeploymentPage,
@@ -21,20 +42,56 @@ from api.registry_schemas import (
     DeployRequest,
     LineageGraph,
     MetricsCreate,
+    ModelVersionDetail,
     RollbackRequest,
     StatusChange,
     VersionComparison,
     VersionCreate,
 )
-from api.registry_views import deployment_from_row, deployment_out, version_out
+from api.registry_views import (
+    deployment_from_row,
+    deployment_out,
+    version_detail_from_read_models,
+    version_out,
+)
 from application.base import Response as CommandResponse
 from application.contexts import Contexts
 from domain.registry.model import Model
 from domain.registry.versions import Deployment
 from projections import registry_lineage, registry_models, registry_versions
 
-WaitFor = Annotated[str | None, Parameter(query="wait_for")]
 MAX_COMPARE = 20
+MAX_VERSION = 2**31 - 1  # the read models store version numbers as PostgreSQL integers
+
+VersionNumber = Annotated[
+    int, PathParameter(ge=1, le=MAX_VERSION, description="the version's number, from 1")
+]
+VersionList = Annotated[
+    str,
+    Parameter(
+        pattern=rf"^[1-9][0-9]{{0,9}}(,[1-9][0-9]{{0,9}}){{1,{MAX_COMPARE - 1}}}$",
+        description=f"2 to {MAX_COMPARE} version numbers separated by commas, e.g. `1,2,3`",
+    ),
+]
+
+
+LINEAGE_TEXT_TYPES = {"mermaid": "text/vnd.mermaid", "dot": "text/vnd.graphviz"}
+
+
+@dataclass
+class LineageOperation(Operation):
+    """The lineage's 200 answers JSON, Mermaid or DOT (by ``format``): all three listed."""
+
+    def __post_init__(self) -> None:
+        ok = (self.responses or {}).get("200")
+        if isinstance(ok, OpenAPIResponse) and ok.content is not None:
+            for media_type in LINEAGE_TEXT_TYPES.values():
+                ok.content[media_type] = OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING))
+
+
+def model_version_of(body: Any) -> Any:
+    """The ETag of a command's body: the model aggregate's version."""
+    return body.get("model_version")
 
 
 def deployment_response(model: Model, deployment: Deployment) -> CommandResponse:
@@ -59,15 +116,13 @@ def version_response(status: int) -> Any:
 
 
 def parse_versions(text: str) -> list[int]:
-    try:
-        numbers = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        numbers = []
-    if not 2 <= len(numbers) <= MAX_COMPARE or any(n < 1 for n in numbers):
+    """The numbers of ``versions`` (its pattern is checked by the framework), once each."""
+    numbers = [int(part) for part in text.split(",")]
+    if any(n > MAX_VERSION for n in numbers):
         raise ProblemError(
             400,
-            f"versions must list 2 to {MAX_COMPARE} version numbers, e.g. versions=1,2,3",
-            errors=[{"field": "versions", "source": "query", "message": "invalid list"}],
+            f"version numbers are at most {MAX_VERSION}",
+            errors=[{"field": "versions", "source": "query", "message": "out of range"}],
         )
     return list(dict.fromkeys(numbers))
 
@@ -76,16 +131,25 @@ class ModelVersionController(Controller):
     path = "/api/v1/ai/models/{model_id:uuid}"
     tags = ["registry"]
 
-    @post("/versions", guards=[WRITE], status_code=201)
-    async def register_version(
+    @post(
+        "/versions",
+        guards=[WRITE],
+        status_code=201,
+        response_headers=CREATED_HEADERS,
+        responses=problems(404, 409, 422),
+    )
+    async def register_version(  # noqa: PLR0913
         self,
         request: Request[Any, Any, Any],
         model_id: FromPath[UUID],
         data: VersionCreate,
         contexts: Contexts,
-    ) -> Response[Any]:
-        """Add the next version with its artifact, parameters, metrics and lineage."""
-        idem = await idempotency(request)
+        if_match: IfMatch = None,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[ModelVersionDetail]:
+        """Add the next version with its artifact, parameters, metrics and lineage.
+        ``Location`` (the new version) is readable at once."""
+        idem = await idempotency(request, idempotency_key)
         expected = expected_version(request, data.expected_version)
         return await run_command(
             request,
@@ -102,19 +166,54 @@ class ModelVersionController(Controller):
                 respond=version_response(201),
             ),
             location=lambda body: f"/api/v1/ai/models/{model_id}/versions/{body['version']}",
+            etag=model_version_of,
         )
 
-    @post("/versions/{version:int}/metrics", guards=[WRITE], status_code=201)
-    async def record_metrics(
+    @get(
+        "/versions/{version:int}",
+        guards=[READ],
+        response_headers=ONE_AGGREGATE_HEADERS,
+        responses=problems(404),
+    )
+    async def get_version(
         self,
         request: Request[Any, Any, Any],
         model_id: FromPath[UUID],
-        version: FromPath[int],
+        version: VersionNumber,
+        wait: WaitFor = None,
+    ) -> Response[ModelVersionDetail]:
+        """One version with its metrics history and lineage; ETag is the model's version."""
+        await wait_for(request, wait)
+        found = await read_one(
+            request,
+            "registry",
+            model_id,
+            lambda conn: version_detail_from_read_models(conn, model_id, version),
+        )
+        if found is None:
+            raise ProblemError(404, f"model {model_id} has no version {version}")
+        return Response(found, headers=etag(found.model_version))
+
+    @post(
+        "/versions/{version:int}/metrics",
+        guards=[WRITE],
+        status_code=201,
+        response_headers=COMMAND_HEADERS,
+        responses=problems(404, 409, 422),
+    )
+    async def record_metrics(  # noqa: PLR0913
+        self,
+        request: Request[Any, Any, Any],
+        model_id: FromPath[UUID],
+        version: VersionNumber,
         data: MetricsCreate,
         contexts: Contexts,
-    ) -> Response[Any]:
+        if_match: IfMatch = None,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[ModelVersionDetail]:
         """Record an evaluation of a version; the history is kept, the latest shown (F11.1.4)."""
-        idem = await idempotency(request)
+        idem = await idempotency(request, idempotency_key)
+        expected = expected_version(request, None)
         respond = version_response(201)
         return await run_command(
             request,
@@ -123,21 +222,32 @@ class ModelVersionController(Controller):
                 version,
                 data.metrics,
                 data.source,
+                expected_version=expected,
                 idem=idem,
                 respond=lambda m, _: respond(m, version),
             ),
+            etag=model_version_of,
         )
 
-    @post("/versions/{version:int}/stage", guards=[WRITE], status_code=200)
-    async def change_status(
+    @post(
+        "/versions/{version:int}/stage",
+        guards=[WRITE],
+        status_code=200,
+        response_headers=COMMAND_HEADERS,
+        responses=problems(404, 409, 422),
+    )
+    async def change_status(  # noqa: PLR0913
         self,
         request: Request[Any, Any, Any],
         model_id: FromPath[UUID],
-        version: FromPath[int],
+        version: VersionNumber,
         data: StatusChange,
         contexts: Contexts,
-    ) -> Response[Any]:
+        if_match: IfMatch = None,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[ModelVersionDetail]:
         """Put a version that is not active back to staging, or archive it."""
+        idem = await idempotency(request, idempotency_key)
         expected = expected_version(request, data.expected_version)
         respond = version_response(200)
         return await run_command(
@@ -148,20 +258,30 @@ class ModelVersionController(Controller):
                 data.status,
                 data.reason,
                 expected_version=expected,
+                idem=idem,
                 respond=lambda m, _: respond(m, version),
             ),
+            etag=model_version_of,
         )
 
-    @post("/deploy", guards=[WRITE], status_code=200)
-    async def deploy(
+    @post(
+        "/deploy",
+        guards=[WRITE],
+        status_code=200,
+        response_headers=COMMAND_HEADERS,
+        responses=problems(404, 409, 422),
+    )
+    async def deploy(  # noqa: PLR0913
         self,
         request: Request[Any, Any, Any],
         model_id: FromPath[UUID],
         data: DeployRequest,
         contexts: Contexts,
-    ) -> Response[Any]:
+        if_match: IfMatch = None,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[DeploymentResult]:
         """One-click deploy: make a version active in an environment (F11.1.5)."""
-        idem = await idempotency(request)
+        idem = await idempotency(request, idempotency_key)
         expected = expected_version(request, data.expected_version)
         return await run_command(
             request,
@@ -174,18 +294,27 @@ class ModelVersionController(Controller):
                 idem=idem,
                 respond=deployment_response,
             ),
+            etag=model_version_of,
         )
 
-    @post("/rollback", guards=[WRITE], status_code=200)
-    async def rollback(
+    @post(
+        "/rollback",
+        guards=[WRITE],
+        status_code=200,
+        response_headers=COMMAND_HEADERS,
+        responses=problems(404, 409, 422),
+    )
+    async def rollback(  # noqa: PLR0913
         self,
         request: Request[Any, Any, Any],
         model_id: FromPath[UUID],
         data: RollbackRequest,
         contexts: Contexts,
-    ) -> Response[Any]:
+        if_match: IfMatch = None,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[DeploymentResult]:
         """Re-activate an earlier version of an environment: a new event, never an edit."""
-        idem = await idempotency(request)
+        idem = await idempotency(request, idempotency_key)
         expected = expected_version(request, data.expected_version)
         return await run_command(
             request,
@@ -198,25 +327,25 @@ class ModelVersionController(Controller):
                 idem=idem,
                 respond=deployment_response,
             ),
+            etag=model_version_of,
         )
 
-    @get("/deployments", guards=[READ])
+    @get("/deployments", guards=[READ], responses=problems(404))
     async def deployments(  # noqa: PLR0913
         self,
         request: Request[Any, Any, Any],
         model_id: FromPath[UUID],
         environment: Literal["production", "staging"] | None = None,
-        limit: int = 100,
-        cursor: str | None = None,
+        limit: Limit = DEFAULT_LIMIT,
+        cursor: Cursor = None,
         wait: WaitFor = None,
     ) -> DeploymentPage:
         """The full deployment history, oldest first."""
         await wait_for(request, wait)
         after = decode_cursor(cursor) or 0
-        if not isinstance(after, int):
+        if not isinstance(after, int) or isinstance(after, bool) or not 0 <= after < 2**31:
             raise ProblemError(400, "cursor is not one this API returned")
-        limit = check_limit(limit)
-        async with request.app.state.pool.acquire() as conn:
+        async with snapshot(request) as conn:
             await _require_model(conn, model_id)
             rows = await registry_versions.deployments_of(
                 conn, model_id, environment=environment, after_sequence=after, limit=limit + 1
@@ -226,18 +355,18 @@ class ModelVersionController(Controller):
             items, encode_cursor(items[-1].sequence) if len(rows) > limit else None
         )
 
-    @get("/versions/compare", guards=[READ])
+    @get("/versions/compare", guards=[READ], responses=problems(404))
     async def compare(
         self,
         request: Request[Any, Any, Any],
         model_id: FromPath[UUID],
-        versions: str,
+        versions: VersionList,
         wait: WaitFor = None,
     ) -> VersionComparison:
         """Metrics and parameters of versions side by side, differences marked."""
         await wait_for(request, wait)
         numbers = parse_versions(versions)
-        async with request.app.state.pool.acquire() as conn:
+        async with snapshot(request) as conn:
             await _require_model(conn, model_id)
             rows = {r["version"]: r for r in await registry_versions.versions_of(conn, model_id)}
         missing = [n for n in numbers if n not in rows]
@@ -258,7 +387,20 @@ class ModelVersionController(Controller):
             statuses={str(n): rows[n]["status"] for n in numbers},
         )
 
-    @get("/lineage", guards=[READ])
+    @get(
+        "/lineage",
+        guards=[READ],
+        operation_class=LineageOperation,
+        responses={
+            200: ResponseSpec(
+                LineageGraph,
+                description="The graph as JSON (`format=json`), or as Mermaid "
+                "(`text/vnd.mermaid`) or DOT (`text/vnd.graphviz`) text.",
+                generate_examples=False,
+            ),
+            **problems(404),
+        },
+    )
     async def lineage(
         self,
         request: Request[Any, Any, Any],
@@ -268,7 +410,7 @@ class ModelVersionController(Controller):
     ) -> Response[Any]:
         """The lineage graph as nodes and edges, or as Mermaid or DOT text (F11.1.3)."""
         await wait_for(request, wait)
-        async with request.app.state.pool.acquire() as conn:
+        async with snapshot(request) as conn:
             model = await _require_model(conn, model_id)
             versions = [
                 {**dict(v), "lineage": msgspec.json.decode(v["lineage"])}
@@ -278,9 +420,10 @@ class ModelVersionController(Controller):
             derived = await registry_versions.derived_models(conn, model_id, model["name"])
         graph = registry_lineage.build_graph(model, versions, deployments, derived)
         if format == "mermaid":
-            return Response(registry_lineage.to_mermaid(graph), media_type="text/vnd.mermaid")
+            text = registry_lineage.to_mermaid(graph)
+            return Response(text, media_type=LINEAGE_TEXT_TYPES[format])
         if format == "dot":
-            return Response(registry_lineage.to_dot(graph), media_type="text/vnd.graphviz")
+            return Response(registry_lineage.to_dot(graph), media_type=LINEAGE_TEXT_TYPES[format])
         return Response(msgspec.convert({"model_id": model_id, **graph}, LineageGraph))
 
 
