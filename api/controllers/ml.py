@@ -1,12 +1,23 @@
 """ML resources: /api/v1/ml/datasets, /api/v1/ml/train, /api/v1/ml/jobs, /api/v1/ml/artifacts.
 
-Commands answer with an ``Aimm-Position`` (read-your-writes through ``?wait_for=``);
-``POST /train`` answers 202 with the job and its ``Location``. Queries read the
-``training`` read models. ``GET /jobs/{id}/metrics`` is the whole curve as JSON, or,
-with ``Accept: text/event-stream``, a Server-Sent Events stream: one ``point`` event
-per metric point (``id`` = the event's version, so ``Last-Event-ID`` resumes), and a
-final ``status`` event when the job has ended. The stream polls the read model every
-``STREAM_POLL_SECONDS`` (a point reaches a client well within a second of its event).
+The shared contract (``api/contract.py``) applies to every operation here; what is
+particular to this context (``docs/training.md`` has the whole page):
+
+- Commands answer with an ``Aimm-Position``; ``ETag`` is the changed aggregate's version
+  (dataset, run). ``POST /train`` answers 202 with the job and its ``Location``;
+  ``POST /jobs/{id}/stop`` 200 when the job ended at once (it was queued), 202 when a
+  worker will end it. Every POST takes an ``Idempotency-Key``; stop takes ``If-Match``
+  (a stale one is 409 with ``current_version``; a running job's version moves with every
+  metric point, so a client usually stops without it).
+- Reads by id (dataset, job, metrics) go through ``read_one``: an id whose creation is
+  in the log but not projected yet is waited for (bounded), so a ``Location`` is
+  readable at once. Reads of several tables for one response (a job with its curve, a
+  comparison) run in one repeatable-read ``snapshot``.
+- ``GET /jobs/{id}/metrics`` is the whole curve as JSON, or, with ``Accept:
+  text/event-stream``, a Server-Sent Events stream: one ``point`` event per metric point
+  (``id`` = the event's version, so ``Last-Event-ID`` resumes), and a final ``status``
+  event when the job has ended.
+- Artifacts are served as ``application/octet-stream``, their ``ETag`` the content hash.
 """
 
 from __future__ import annotations
@@ -14,19 +25,34 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, cast
 from uuid import UUID
 
+import asyncpg
 import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.params import Parameter
+from litestar.datastructures import ResponseHeader
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, Schema
+from litestar.params import HeaderParameter, Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from api.auth import READ, WRITE
-from api.commands import idempotency, run_command, to_builtins
-from api.consistency import wait_for
-from api.controllers.models import WaitFor
+from api.commands import expected_version, idempotency, run_command, to_builtins
+from api.consistency import WaitFor, wait_for
+from api.contract import (
+    COMMAND_HEADERS,
+    CREATED_HEADERS,
+    ONE_AGGREGATE_HEADERS,
+    IdempotencyKey,
+    IfMatch,
+    etag,
+    problems,
+    read_one,
+    snapshot,
+)
 from api.errors import ProblemError
 from api.ml_schemas import (
     CompareBest,
@@ -34,6 +60,7 @@ from api.ml_schemas import (
     DatasetCreate,
     DatasetOut,
     DatasetPage,
+    DatasetRegistered,
     JobAccepted,
     JobOut,
     JobPage,
@@ -45,18 +72,21 @@ from api.ml_schemas import (
     TrainRequest,
     given,
 )
-from api.pagination import DEFAULT_LIMIT, check_limit, decode_cursor, encode_cursor
+from api.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor
 from application.base import Response as CommandResponse
 from application.contexts import Contexts
 from domain.ml.datasets import Dataset
-from domain.ml.hyperparameters import MONITORS
-from domain.ml.runs import STATUSES, TERMINAL, TrainingRun
+from domain.ml.hyperparameters import MONITORS, Mode, ModelType, Monitor
+from domain.ml.runs import TERMINAL, Status, TrainingRun
 from infrastructure import artifacts
 from projections import training as views
 
 STREAM_POLL_SECONDS = 0.25
 MAX_COMPARE = 10
-ARTIFACT_KEY = re.compile(r"^sha256:[0-9a-f]{64}$")
+ARTIFACT_PATTERN = r"^sha256:[0-9a-f]{64}$"
+ARTIFACT_KEY = re.compile(ARTIFACT_PATTERN)
+_UUID = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+IDS_PATTERN = rf"^{_UUID}(,{_UUID}){{1,{MAX_COMPARE - 1}}}$"
 _decode_json = msgspec.json.Decoder().decode
 
 
@@ -129,23 +159,79 @@ def _page_cursor(rows: list[Any], limit: int, column: str) -> str | None:
 
 
 async def _job_row(request: Request[Any, Any, Any], job_id: UUID) -> Any:
-    async with request.app.state.pool.acquire() as conn:
+    """The job's row, waiting for its projection if the job is in the log; else 404."""
+
+    async def fetch(conn: asyncpg.Connection) -> Any:
         rows = await views.get_jobs(conn, [job_id])
-    if not rows:
+        return rows[0] if rows else None
+
+    row = await read_one(request, "training", job_id, fetch)
+    if row is None:
         raise ProblemError(404, f"training job {job_id} not found")
-    return rows[0]
+    return row
+
+
+@dataclass
+class _EventStreamToo(Operation):
+    """The 200 of ``…/metrics`` is JSON or, asked for with ``Accept``, an SSE stream."""
+
+    def __post_init__(self) -> None:
+        ok = (self.responses or {}).get("200")
+        if ok is not None and not isinstance(ok, dict) and hasattr(ok, "content"):
+            ok.content = {
+                **(ok.content or {}),
+                "text/event-stream": OpenAPIMediaType(
+                    schema=Schema(
+                        type=OpenAPIType.STRING,
+                        description="`point` events (id: the event's version), then one "
+                        "`status` event",
+                    )
+                ),
+            }
+
+
+@dataclass
+class _StopResponses(Operation):
+    """Stop's 200 (ended at once) carries the same headers as its 202."""
+
+    def __post_init__(self) -> None:
+        responses = self.responses or {}
+        accepted, ok = responses.get("202"), responses.get("200")
+        if hasattr(accepted, "headers") and hasattr(ok, "headers"):
+            ok.headers = accepted.headers  # type: ignore[union-attr]
+
+
+ARTIFACT_ETAG = ResponseHeader(
+    name="ETag",
+    description='The artifact\'s content hash as an entity tag ("sha256:…").',
+    documentation_only=True,
+)
 
 
 class DatasetController(Controller):
     path = "/api/v1/ml/datasets"
     tags = ["ml training"]
 
-    @post("/", guards=[WRITE], status_code=201)
+    @post(
+        "/",
+        guards=[WRITE],
+        status_code=201,
+        response_headers=CREATED_HEADERS,
+        responses=problems(409, 422),
+    )
     async def register_dataset(
-        self, request: Request[Any, Any, Any], data: DatasetCreate, contexts: Contexts
-    ) -> Response[Any]:
-        """Build a dataset from stored bars with Polars and register it (F11.5.1)."""
-        idem = await idempotency(request)
+        self,
+        request: Request[Any, Any, Any],
+        data: DatasetCreate,
+        contexts: Contexts,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[DatasetRegistered]:
+        """Build a dataset from stored bars with Polars and register it (F11.5.1).
+
+        409: the name is taken. 422: ``end`` before ``start``, ``validation_start``
+        outside them, a ticker without bars, too few rows."""
+        _check_dates(data)
+        idem = await idempotency(request, idempotency_key)
 
         def respond(dataset: Dataset) -> CommandResponse:
             return 201, {
@@ -172,43 +258,65 @@ class DatasetController(Controller):
             location=lambda body: f"{self.path}/{body['id']}",
         )
 
-    @get("/", guards=[READ])
+    @get("/", guards=[READ], responses=problems())
     async def list_datasets(
         self,
         request: Request[Any, Any, Any],
-        limit: int = DEFAULT_LIMIT,
-        cursor: str | None = None,
+        limit: Limit = DEFAULT_LIMIT,
+        cursor: Cursor = None,
         wait: WaitFor = None,
     ) -> DatasetPage:
         """Registered datasets, oldest first."""
         await wait_for(request, wait)
-        limit = check_limit(limit)
-        async with request.app.state.pool.acquire() as conn:
+        async with snapshot(request) as conn:
             rows = await views.list_datasets(conn, _keyset(cursor), limit + 1)
         return DatasetPage(
             items=[dataset_out(r) for r in rows[:limit]],
             next_cursor=_page_cursor(rows, limit, "registered_at"),
         )
 
-    @get("/{dataset_id:uuid}", guards=[READ])
+    @get(
+        "/{dataset_id:uuid}",
+        guards=[READ],
+        response_headers=ONE_AGGREGATE_HEADERS,
+        responses=problems(404),
+    )
     async def get_dataset(
         self, request: Request[Any, Any, Any], dataset_id: UUID, wait: WaitFor = None
-    ) -> DatasetOut:
+    ) -> Response[DatasetOut]:
+        """A dataset: its resolved spec, counts, hash and sources; ETag its version."""
         await wait_for(request, wait)
-        async with request.app.state.pool.acquire() as conn:
-            row = await views.get_dataset(conn, dataset_id)
+        row = await read_one(
+            request, "training", dataset_id, lambda conn: views.get_dataset(conn, dataset_id)
+        )
         if row is None:
             raise ProblemError(404, f"dataset {dataset_id} not found")
-        return dataset_out(row)
+        return Response(dataset_out(row), headers=etag(row["version"]))
+
+
+def _check_dates(data: DatasetCreate) -> None:
+    """The rules across fields that JSON Schema cannot say: a 422 naming the fields."""
+    errors = []
+    if data.start > data.end:
+        errors.append({"field": "end", "source": "body", "message": "must not be before start"})
+    elif data.validation_start is not None and not (
+        data.start <= data.validation_start <= data.end
+    ):
+        errors.append(
+            {"field": "validation_start", "source": "body", "message": "must lie between "
+             "start and end"}
+        )  # fmt: skip
+    if errors:
+        raise ProblemError(422, "the dataset's dates do not fit together", errors=errors)
 
 
 def _accepted(run: TrainingRun) -> CommandResponse:
     body = JobAccepted(
         id=run.id,
-        status=run.status,
+        status=cast(Status, run.status),
         dataset_id=UUID(run.dataset_id),
         dataset_hash=run.dataset_hash,
-        model_type=run.model_type,
+        model_type=cast(ModelType, run.model_type),
         model_name=run.model_name,
         hyperparameters=run.hyperparameters,
         early_stopping=run.early_stopping,
@@ -237,12 +345,25 @@ class JobController(Controller):
     path = "/api/v1/ml"
     tags = ["ml training"]
 
-    @post("/train", guards=[WRITE], status_code=202)
+    @post(
+        "/train",
+        guards=[WRITE],
+        status_code=202,
+        response_headers=CREATED_HEADERS,
+        responses=problems(404, 422),
+    )
     async def train(
-        self, request: Request[Any, Any, Any], data: TrainRequest, contexts: Contexts
-    ) -> Response[Any]:
-        """Queue a training job (F11.5.3, F11.5.4); a worker picks it up."""
-        idem = await idempotency(request)
+        self,
+        request: Request[Any, Any, Any],
+        data: TrainRequest,
+        contexts: Contexts,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[JobAccepted]:
+        """Queue a training job (F11.5.3, F11.5.4); a worker picks it up.
+
+        404: no such dataset. 422: a classifier on a dataset whose target is not
+        ``direction``."""
+        idem = await idempotency(request, idempotency_key)
         early_stopping = given(data.early_stopping)
         return await run_command(
             request,
@@ -259,27 +380,20 @@ class JobController(Controller):
             location=lambda body: f"{self.path}/jobs/{body['id']}",
         )
 
-    @get("/jobs", guards=[READ])
+    @get("/jobs", guards=[READ], responses=problems())
     async def list_jobs(  # noqa: PLR0913
         self,
         request: Request[Any, Any, Any],
-        status: Annotated[str | None, Parameter(description=", ".join(STATUSES))] = None,
+        status: Status | None = None,
         dataset_id: UUID | None = None,
-        model_type: Literal["mlp_classifier", "mlp_regressor"] | None = None,
-        limit: int = DEFAULT_LIMIT,
-        cursor: str | None = None,
+        model_type: ModelType | None = None,
+        limit: Limit = DEFAULT_LIMIT,
+        cursor: Cursor = None,
         wait: WaitFor = None,
     ) -> JobPage:
         """Training jobs, oldest first, filtered by status, dataset and model type."""
         await wait_for(request, wait)
-        if status is not None and status not in STATUSES:
-            raise ProblemError(
-                400,
-                f"status must be one of {', '.join(STATUSES)}",
-                errors=[{"field": "status", "source": "query", "message": "unknown status"}],
-            )
-        limit = check_limit(limit)
-        async with request.app.state.pool.acquire() as conn:
+        async with snapshot(request) as conn:
             rows = await views.list_jobs(
                 conn,
                 status=status,
@@ -293,28 +407,27 @@ class JobController(Controller):
             next_cursor=_page_cursor(rows, limit, "requested_at"),
         )
 
-    @get("/jobs/compare", guards=[READ])
+    @get("/jobs/compare", guards=[READ], responses=problems(404))
     async def compare(
         self,
         request: Request[Any, Any, Any],
-        ids: Annotated[str, Parameter(description="comma-separated job ids (2-10)")],
-        metric: Annotated[
-            str, Parameter(description=f"{', '.join(MONITORS)}; default val_loss")
-        ] = "val_loss",
-        mode: Literal["auto", "min", "max"] = "auto",
+        ids: Annotated[
+            str,
+            Parameter(
+                pattern=IDS_PATTERN,
+                description=f"2-{MAX_COMPARE} comma-separated job ids; a repeated id is "
+                "compared once",
+            ),
+        ],
+        metric: Monitor = "val_loss",
+        mode: Mode = "auto",
         wait: WaitFor = None,
     ) -> CompareOut:
         """Runs side by side: differing settings, best and final metrics, curves aligned
         by epoch, and the best run by ``metric`` (F11.5.5)."""
         await wait_for(request, wait)
-        job_ids = _parse_ids(ids)
-        if metric not in MONITORS:
-            raise ProblemError(
-                400,
-                f"metric must be one of {', '.join(MONITORS)}",
-                errors=[{"field": "metric", "source": "query", "message": "unknown metric"}],
-            )
-        async with request.app.state.pool.acquire() as conn:
+        job_ids = list(dict.fromkeys(UUID(i) for i in ids.split(",")))
+        async with snapshot(request) as conn:
             rows = {r["id"]: r for r in await views.get_jobs(conn, job_ids)}
             missing = [str(i) for i in job_ids if i not in rows]
             if missing:
@@ -323,91 +436,129 @@ class JobController(Controller):
         jobs = [job_out(rows[i]) for i in job_ids]
         return _comparison(jobs, curves, metric, mode)
 
-    @get("/jobs/{job_id:uuid}", guards=[READ])
+    @get(
+        "/jobs/{job_id:uuid}",
+        guards=[READ],
+        response_headers=ONE_AGGREGATE_HEADERS,
+        responses=problems(404),
+    )
     async def get_job(
         self, request: Request[Any, Any, Any], job_id: UUID, wait: WaitFor = None
-    ) -> JobOut:
+    ) -> Response[JobOut]:
         """A job: settings, dataset and hash, status, timestamps, best metrics, artifact,
-        the registered model version."""
+        the registered model version; ETag the run's version."""
         await wait_for(request, wait)
-        return job_out(await _job_row(request, job_id))
+        row = await _job_row(request, job_id)
+        return Response(job_out(row), headers=etag(row["version"]))
 
-    @get("/jobs/{job_id:uuid}/metrics", guards=[READ])
+    @get(
+        "/jobs/{job_id:uuid}/metrics",
+        guards=[READ],
+        response_headers=ONE_AGGREGATE_HEADERS,
+        responses=problems(404),
+        operation_class=_EventStreamToo,
+    )
     async def metrics(
         self,
         request: Request[Any, Any, Any],
         job_id: UUID,
-        attempt: Annotated[int | None, Parameter(ge=1)] = None,
+        attempt: Annotated[int | None, Parameter(ge=1, le=1000)] = None,
+        last_event_id: Annotated[
+            str | None,
+            HeaderParameter(
+                name="Last-Event-ID",
+                required=False,
+                pattern=r"^[0-9]{1,9}$",
+                description="SSE only: resume after the point with this id",
+            ),
+        ] = None,
         wait: WaitFor = None,
-    ) -> Response[Any]:
-        """The metric curve as JSON, or live as Server-Sent Events (F11.5.2)."""
+    ) -> Response[MetricsOut]:
+        """The metric curve as JSON (ETag the run's version), or, with ``Accept:
+        text/event-stream``, live as Server-Sent Events (F11.5.2)."""
         await wait_for(request, wait)
-        row = await _job_row(request, job_id)
         if "text/event-stream" in request.headers.get("accept", ""):
-            after = request.headers.get("last-event-id", "0")
-            start = int(after) if after.isdigit() else 0
-            return ServerSentEvent(_stream(request, job_id, start))
-        async with request.app.state.pool.acquire() as conn:
-            rows = await views.points(conn, job_id, attempt)
+            await _job_row(request, job_id)  # 404, or wait until the job is projected
+            start = int(last_event_id) if last_event_id is not None else 0
+            return ServerSentEvent(_stream(request, job_id, start))  # type: ignore[return-value]
+
+        async def fetch(conn: asyncpg.Connection) -> tuple[Any, list[Any]] | None:
+            rows = await views.get_jobs(conn, [job_id])
+            if not rows:
+                return None
+            return rows[0], await views.points(conn, job_id, attempt)
+
+        found = await read_one(request, "training", job_id, fetch)
+        if found is None:
+            raise ProblemError(404, f"training job {job_id} not found")
+        row, points = found
         body = MetricsOut(
             job_id=job_id,
             status=row["status"],
             attempt=attempt or row["attempt"],
-            points=[point_out(r) for r in rows],
+            points=[point_out(r) for r in points],
         )
-        return Response(to_builtins(body))
+        return Response(body, headers=etag(row["version"]))
 
-    @post("/jobs/{job_id:uuid}/stop", guards=[WRITE], status_code=202)
-    async def stop(
+    @post(
+        "/jobs/{job_id:uuid}/stop",
+        guards=[WRITE],
+        status_code=202,
+        response_headers=COMMAND_HEADERS,
+        responses={
+            200: ResponseSpec(StopOut, description="The job was queued: it ended at once."),
+            **problems(404, 409, 422),
+        },
+        operation_class=_StopResponses,
+    )
+    async def stop(  # noqa: PLR0913
         self,
         request: Request[Any, Any, Any],
         job_id: UUID,
         contexts: Contexts,
         data: StopRequest | None = None,
-    ) -> Response[Any]:
-        """Stop a job: a queued one at once (200), a running one within seconds (202)."""
-        idem = await idempotency(request)
+        if_match: IfMatch = None,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[StopOut]:
+        """Stop a job: a queued one at once (200), a running one within seconds (202).
+
+        409: the job has already ended, or ``If-Match`` names a stale version."""
+        expected = expected_version(request, None)
+        idem = await idempotency(request, idempotency_key)
 
         def respond(run: TrainingRun) -> CommandResponse:
-            body = StopOut(run.id, run.status, run.stop_requested, run.version)
+            body = StopOut(run.id, cast(Status, run.status), run.stop_requested, run.version)
             return (200 if run.finished else 202), to_builtins(body)
 
         reason = data.reason if data is not None else ""
         return await run_command(
             request,
-            lambda: contexts.training.stop_run(job_id, reason, idem=idem, respond=respond),
+            lambda: contexts.training.stop_run(
+                job_id, reason, expected_version=expected, idem=idem, respond=respond
+            ),
         )
 
-    @get("/artifacts/{key:str}", guards=[READ])
-    async def artifact(self, request: Request[Any, Any, Any], key: str) -> Response[bytes]:
+    @get(
+        "/artifacts/{key:str}",
+        guards=[READ],
+        media_type="application/octet-stream",
+        response_headers=[ARTIFACT_ETAG],
+        responses=problems(404),
+    )
+    async def artifact(
+        self,
+        request: Request[Any, Any, Any],
+        key: Annotated[
+            str, Parameter(pattern=ARTIFACT_PATTERN, description="`sha256:` + 64 hex digits")
+        ],
+    ) -> Response[bytes]:
         """An artifact's bytes (dataset rows, trained model) by its content hash."""
-        if not ARTIFACT_KEY.match(key):
-            raise ProblemError(404, f"artifact {key!r} not found")
         async with request.app.state.pool.acquire() as conn:
             found = await artifacts.fetch(conn, key)
         if found is None:
             raise ProblemError(404, f"artifact {key!r} not found")
-        media_type, data = found
-        return Response(data, media_type=media_type, headers={"ETag": f'"{key}"'})
-
-
-def _parse_ids(ids: str) -> list[UUID]:
-    parts = [p.strip() for p in ids.split(",") if p.strip()]
-    try:
-        parsed = [UUID(p) for p in parts]
-    except ValueError:
-        raise ProblemError(
-            400,
-            "ids must be comma-separated job ids",
-            errors=[{"field": "ids", "source": "query", "message": "not a uuid"}],
-        ) from None
-    if not 2 <= len(parsed) <= MAX_COMPARE or len(set(parsed)) != len(parsed):
-        raise ProblemError(
-            400,
-            f"compare 2 to {MAX_COMPARE} different jobs",
-            errors=[{"field": "ids", "source": "query", "message": "2-10 distinct ids"}],
-        )
-    return parsed
+        _, data = found
+        return Response(data, media_type="application/octet-stream", headers={"ETag": f'"{key}"'})
 
 
 def _comparison(

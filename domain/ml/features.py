@@ -54,7 +54,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 import msgspec
 import numpy as np
@@ -64,10 +64,11 @@ import polars as pl
 from domain.errors import DomainError, InvalidFieldsError
 from domain.market_data import Bar, InvalidTickerError, check_ticker
 
-FEATURES: tuple[str, ...] = (
-    "log_returns", "rolling_volatility", "range_volatility", "volume_change",
-)  # fmt: skip
-TARGETS: tuple[str, ...] = ("direction", "log_return")
+# One definition of the choices and bounds: the API's schemas are built from them too.
+Feature = Literal["log_returns", "rolling_volatility", "range_volatility", "volume_change"]
+Target = Literal["direction", "log_return"]
+FEATURES: tuple[str, ...] = get_args(Feature)
+TARGETS: tuple[str, ...] = get_args(Target)
 
 MIN_ROWS = 50  # rows of the whole dataset, after dropping incomplete rows
 MIN_SPLIT_ROWS = 10  # rows of each of the train and validation splits

@@ -19,15 +19,23 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, Literal, get_args
 
 from domain.errors import InvalidFieldsError
 
-MODEL_TYPES: tuple[str, ...] = ("mlp_classifier", "mlp_regressor")
-OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd", "rmsprop")
-LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
-MONITORS: tuple[str, ...] = ("val_loss", "val_accuracy", "loss", "accuracy")
-MODES: tuple[str, ...] = ("auto", "min", "max")
+# The choices and bounds below are the one definition: the domain checks them, and the
+# API's msgspec schemas (api/ml_schemas.py) are built from them, so the OpenAPI document
+# cannot drift from what is enforced.
+ModelType = Literal["mlp_classifier", "mlp_regressor"]
+Optimizer = Literal["adam", "adamw", "sgd", "rmsprop"]
+LrSchedule = Literal["constant", "cosine"]
+Monitor = Literal["val_loss", "val_accuracy", "loss", "accuracy"]
+Mode = Literal["auto", "min", "max"]
+MODEL_TYPES: tuple[str, ...] = get_args(ModelType)
+OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
+LR_SCHEDULES: tuple[str, ...] = get_args(LrSchedule)
+MONITORS: tuple[str, ...] = get_args(Monitor)
+MODES: tuple[str, ...] = get_args(Mode)
 
 # field -> (low, high) inclusive, for numbers; documented in the README.
 HYPERPARAMETER_BOUNDS: dict[str, tuple[float, float]] = {

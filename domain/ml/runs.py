@@ -22,7 +22,7 @@ and the values it compared (``domain.ml.early_stopping``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from domain.base import Aggregate
 from domain.errors import ConflictError, DomainError
@@ -30,8 +30,10 @@ from domain.errors import ConflictError, DomainError
 QUEUED, RUNNING = "queued", "running"
 COMPLETED, EARLY_STOPPED, STOPPED, FAILED = "completed", "early_stopped", "stopped", "failed"
 STATUSES: tuple[str, ...] = (QUEUED, RUNNING, COMPLETED, EARLY_STOPPED, STOPPED, FAILED)
+Status = Literal["queued", "running", "completed", "early_stopped", "stopped", "failed"]
 TERMINAL: frozenset[str] = frozenset({COMPLETED, EARLY_STOPPED, STOPPED, FAILED})
 # Finished runs whose model is registered in the registry (a stopped run is incomplete).
+MAX_RECORD_EVERY_STEPS = 1_000_000
 REGISTERED_ENDINGS: frozenset[str] = frozenset({COMPLETED, EARLY_STOPPED})
 
 
@@ -152,8 +154,8 @@ class TrainingRun(Aggregate):
     @classmethod
     def request(cls, **fields: Any) -> TrainingRun:
         every = fields.get("record_every_steps")
-        if every is not None and not 1 <= every <= 1_000_000:
-            raise DomainError("record_every_steps must be between 1 and 1000000")
+        if every is not None and not 1 <= every <= MAX_RECORD_EVERY_STEPS:
+            raise DomainError(f"record_every_steps must be between 1 and {MAX_RECORD_EVERY_STEPS}")
         return cls._create(cls.Requested, **fields)
 
     @property
