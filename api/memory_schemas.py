@@ -1,8 +1,13 @@
 """Request and response bodies of the agent-memory endpoints (msgspec Structs).
 
-Requests are typed (a wrong type is a 400 naming that field); bounds and the other
-rules are checked by ``domain.memory.memory.parse_memory``, which names every bad
-field at once (in a batch, as ``memories[i].field``).
+Requests are typed and decoded strictly (``api.controllers.memory.strict_body``: a
+string where the schema says a number or a boolean is a 400 naming that field). Every
+rule ``domain.memory.memory.parse_memory`` checks is declared here too, so the OpenAPI
+document says what the API refuses: lengths, counts, ranges, kinds, the agent id's
+pattern, and non-blank text (``NON_BLANK``: at least one non-space character). A
+memory's rules are declared for the document only (``documented``) and checked by
+``parse_memory``, which names every bad field at once (in a batch,
+``memories[i].field``) where the decoder would stop at the first.
 """
 
 from __future__ import annotations
@@ -13,18 +18,46 @@ from uuid import UUID
 
 from msgspec import Meta, Struct
 
+from domain.memory.memory import (
+    AGENT_PATTERN,
+    KINDS,
+    MAX_CONTENT,
+    MAX_ENTITIES,
+    MAX_NAME,
+    MAX_RELATIONS,
+    MAX_TAGS,
+)
+
+NON_BLANK = r"\S"
+
+
+def documented(**schema: Any) -> Meta:
+    """JSON Schema for the OpenAPI document only: ``parse_memory`` enforces it."""
+    return Meta(extra_json_schema={"extra": schema})
+
+
+def text_rule(limit: int) -> dict[str, Any]:
+    return {"type": "string", "minLength": 1, "maxLength": limit, "pattern": NON_BLANK}
+
+
 Reason = Annotated[str, Meta(max_length=1000)]
+Name = Annotated[str, documented(**text_rule(MAX_NAME))]
+AgentId = Annotated[str, documented(pattern=AGENT_PATTERN.pattern)]
+Kind = Literal["observation", "fact", "reflection", "plan"]
+Version = Annotated[int, Meta(ge=1, le=10**18 - 1)]
+LIMIT = Annotated[int, Meta(ge=1, le=500, description="page size, 1-500 (default 50)")]
+CURSOR = Annotated[str, Meta(min_length=1, max_length=2000, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
 class EntityIn(Struct, forbid_unknown_fields=True):
-    name: str
-    type: str = "concept"
+    name: Name
+    type: Annotated[str, documented(**text_rule(50))] = "concept"
 
 
 class RelationIn(Struct, forbid_unknown_fields=True):
-    subject: str
-    predicate: str
-    object: str
+    subject: Name
+    predicate: Name
+    object: Name
 
 
 class MemoryIn(Struct, forbid_unknown_fields=True):
@@ -32,15 +65,15 @@ class MemoryIn(Struct, forbid_unknown_fields=True):
     (default 0.5); content up to 10,000 characters; up to 50 entities, 50 relations
     and 20 tags; ``supersedes`` invalidates an older memory of the same agent."""
 
-    agent_id: str
-    content: str
-    kind: str = "observation"
-    importance: float = 0.5
-    entities: list[EntityIn] = []
-    relations: list[RelationIn] = []
-    source: str = ""
+    agent_id: AgentId
+    content: Annotated[str, documented(**text_rule(MAX_CONTENT))]
+    kind: Annotated[str, documented(enum=list(KINDS))] = "observation"
+    importance: Annotated[float, documented(minimum=0.0, maximum=1.0)] = 0.5
+    entities: Annotated[list[EntityIn], documented(maxItems=MAX_ENTITIES)] = []
+    relations: Annotated[list[RelationIn], documented(maxItems=MAX_RELATIONS)] = []
+    source: Annotated[str, documented(maxLength=MAX_NAME)] = ""
     occurred_at: datetime | None = None
-    tags: list[str] = []
+    tags: Annotated[list[str], documented(maxItems=MAX_TAGS, items=text_rule(64))] = []
     supersedes: UUID | None = None
 
 
@@ -113,17 +146,25 @@ class ReinforceIn(Struct, forbid_unknown_fields=True):
     """Explicit feedback: -1 (wrong, weaken) to 1 (useful, strengthen)."""
 
     value: Annotated[float, Meta(ge=-1.0, le=1.0)] = 1.0
+    expected_version: Version | None = None
 
 
 class RestoreIn(Struct, forbid_unknown_fields=True):
     reason: Reason = ""
+    expected_version: Version | None = None
 
 
 class ForgetIn(Struct, forbid_unknown_fields=True):
+    """At least one of ``older_than`` and ``max_strength``. A run invalidates (or with
+    ``dry_run`` lists) at most ``limit`` memories, weakest first; ``next_cursor`` (set
+    when more match) continues where it stopped, with the strengths of the first run."""
+
     older_than: datetime | None = None
     max_strength: Annotated[float, Meta(ge=0.0, le=1.0)] | None = None
     dry_run: bool = False
     reason: Reason = "forgotten in bulk"
+    limit: LIMIT = 50
+    cursor: CURSOR | None = None
 
 
 class ForgetCandidate(Struct):
@@ -133,9 +174,12 @@ class ForgetCandidate(Struct):
 
 
 class ForgetOut(Struct):
+    """``count``: how many this run invalidated (or, dry, would): ``len(items)``."""
+
     dry_run: bool
     count: int
     items: list[ForgetCandidate]
+    next_cursor: str | None
 
 
 class ScoreParts(Struct):
@@ -164,6 +208,7 @@ class SearchHit(Struct):
 class SearchPage(Struct):
     items: list[SearchHit]
     query: str
+    next_cursor: str | None
 
 
 class GraphOut(Struct):

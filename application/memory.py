@@ -2,9 +2,20 @@
 
 Recording seals each memory's text under a new key, writes the keys (one transaction),
 then saves every memory — and the older memories they supersede, invalidated with a
-link to their successor — in one ``save()``: a batch is all or nothing. Erasing saves
-the ``Erased`` event and then destroys the key; the ``memory`` projection destroys it
-too, in its transaction, so a crash in between cannot leave it.
+link to their successor — in one ``save()``: a batch is all or nothing.
+
+Erasure (crypto-shredding) is the command's alone: ``erase`` destroys the memory's key
+*before* it saves the ``Erased`` event (after loading the memory and checking the
+expected version, so a refused erasure destroys nothing). The key vault and the event
+store are two stores, so the two steps cannot share one transaction; of the two orders
+this one fails safe. If the save then fails (the database goes away, a writer keeps
+winning the race), the command answers the error and the text is already unreadable in
+the log; the memory's read-model row keeps its text until the ``Erased`` event is
+recorded, so the rule is: **a failed erasure is retried until it succeeds** — ``erase``
+is idempotent (an erased memory saves nothing, a missing key is no error), and a retry
+records the event that makes the projection drop the text. The other order could leave
+an ``Erased`` event whose key survives, silently readable. The projection never
+destroys keys; it drops the rows.
 
 Command responses carry ids, versions and strength, never the memory's text: an
 ``Idempotency-Key`` stores the first response in the log, and the log must hold no
@@ -16,6 +27,7 @@ reported as not found, so an agent cannot even learn that it exists.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -94,7 +106,7 @@ class MemoryApplication(ContextApplication):
             lambda: ConflictError("a superseded memory changed at the same time; retry"),
         )
 
-    def change(
+    def change(  # noqa: PLR0913
         self,
         memory_id: UUID,
         act: Callable[[Memory], object],
@@ -102,13 +114,17 @@ class MemoryApplication(ContextApplication):
         *,
         agent_scope: str | None = None,
         idem: Idempotency | None = None,
+        expected_version: int | None = None,
     ) -> CommandResult[StoredResponse]:
-        """Load, act, save (a no-op act saves nothing); run again when a search's access
-        reinforcement wins the race for the same version."""
+        """Load, check ``expected_version`` (stale: 409 with the current version), act,
+        save (a no-op act saves nothing); run again when a search's access reinforcement
+        wins the race for the same version (with an expected version, that race is a
+        409: the caller's version is stale)."""
         return self.change_aggregate(
             lambda: self.get_memory(memory_id, agent_scope),
             act,
             lambda memory, _: respond(memory),
+            expected_version=expected_version,
             idem=idem,
             retry=True,
         )
@@ -120,41 +136,57 @@ class MemoryApplication(ContextApplication):
         respond: Callable[[Memory], Response],
         *,
         idem: Idempotency | None = None,
+        expected_version: int | None = None,
     ) -> CommandResult[StoredResponse]:
-        result = self.change(memory_id, lambda m: m.erase(reason), respond, idem=idem)
-        self.keys.destroy(memory_id)
-        return result
+        """Destroy the key, then record ``Erased`` (the order and its rule: see the module)."""
 
-    def invalidate_many(self, memory_ids: Sequence[UUID], reason: str) -> tuple[list[UUID], int]:
-        """Invalidate memories in chunks of MAX_BATCH (bulk forget); the ids changed and
-        the last position. Memories that changed meanwhile are skipped, not failed."""
-        changed: list[UUID] = []
-        position = 0
-        for start in range(0, len(memory_ids), MAX_BATCH):
+        def act(memory: Memory) -> bool:
+            self.keys.destroy(memory.id)
+            return memory.erase(reason)
+
+        return self.change(memory_id, act, respond, idem=idem, expected_version=expected_version)
+
+    def forget(
+        self,
+        memory_ids: Sequence[UUID],
+        reason: str,
+        respond: Callable[[list[Memory]], Response],
+        *,
+        idem: Idempotency | None = None,
+    ) -> CommandResult[StoredResponse]:
+        """Invalidate up to MAX_BATCH memories (one page of a bulk forget) in one save,
+        with the idempotency record. Memories erased or invalidated meanwhile are
+        skipped; a memory that changes between loading and saving makes the whole page
+        run again on fresh state (a few times, then 409)."""
+        if len(memory_ids) > MAX_BATCH:
+            raise ValueError(f"forget takes at most {MAX_BATCH} memories at once")
+        for _ in range(5):
+            replay = self.idempotent_replay(idem)
+            if replay is not None:
+                return replay
             chunk: list[Memory] = []
-            for memory_id in memory_ids[start : start + MAX_BATCH]:
-                memory = self.get_memory(memory_id)
+            for memory_id in memory_ids:
+                try:
+                    memory = self.get_memory(memory_id)
+                except NotFoundError:
+                    continue
                 if not memory.erased and memory.invalidate(reason):
                     chunk.append(memory)
-            if not chunk:
-                continue
             try:
-                recordings = self.save(*chunk)
-            except IntegrityError:  # one moved on: save them one by one
-                recordings = []
-                for memory in chunk:
-                    retry = self.get_memory(memory.id)
-                    if not retry.erased and retry.invalidate(reason):
-                        recordings += self.save(retry)
-                        changed.append(retry.id)
-            else:
-                changed += [m.id for m in chunk]
-            position = max([position, *(r.notification.id for r in recordings)])
-        return changed, position
+                return self.save_command(
+                    chunk,
+                    idem,
+                    functools.partial(respond, chunk),
+                    lambda: _Moved("a memory changed meanwhile"),
+                )
+            except _Moved:
+                continue
+        raise ConflictError("the agent's memories kept changing; retry")
 
     def access(self, memory_ids: Sequence[UUID], at: datetime | None = None) -> int:
-        """Reinforce search hits (each at most once an hour); best effort: a memory that
-        changed meanwhile is skipped. Returns how many were reinforced."""
+        """Reinforce search hits (each at most once an hour); best effort: when one of
+        them changed meanwhile none is. Returns the log position of the access events
+        (0: nothing was reinforced)."""
         now = at or datetime.now(UTC)
         touched = []
         for memory_id in memory_ids:
@@ -167,10 +199,10 @@ class MemoryApplication(ContextApplication):
         if not touched:
             return 0
         try:
-            self.save(*touched)
+            recordings = self.save(*touched)
         except IntegrityError:
             return 0
-        return len(touched)
+        return max(r.notification.id for r in recordings)
 
     # -- history --------------------------------------------------------------------------
 
@@ -206,6 +238,10 @@ class MemoryApplication(ContextApplication):
             key = originator if isinstance(originator, UUID) else UUID(originator)
             events[key].append(self.mapper.to_domain_event(stored))
         return events
+
+
+class _Moved(ConflictError):
+    """A memory of a forget page was changed by another writer between load and save."""
 
 
 def _opened(memory: Memory, key: bytes | None) -> dict[str, Any] | None:

@@ -29,7 +29,7 @@ agents. Batch ``i`` is the same in every run with the same ``--seed``.
     ``GET /api/v1/memory/search?q=…&limit=20`` (viewer key) for a fixed, seeded set of
     queries — frequent and rarer words, a partial word, a ticker, a quoted phrase, an
     exclusion; each with and without ``agent_id`` — sent by one httpx client, one at a
-    time; against the very same query (``projections.memory.search``) with the same
+    time; against the very same query (``projections.memory_search.search``) with the same
     parameters on a plain asyncpg connection. Search hits reinforce the memories they
     return (access events saved after the response, then projected): that is part of the
     endpoint and stays on. After a warm-up the two sides alternate in blocks over every
@@ -71,6 +71,7 @@ from infrastructure import keys
 from infrastructure.postgres import eventsourcing_env
 from infrastructure.schema import migrate
 from projections import memory as views
+from projections import memory_search
 
 GOAL_RECORD = 0.7
 GOAL_SEARCH_RATIO = 2.0
@@ -419,7 +420,7 @@ async def search_latencies(
             async def over_sql(i: int) -> tuple[float, int]:
                 _, q, agent = queries[i]
                 began = time.perf_counter()
-                rows = await views.search(
+                rows = await memory_search.search(
                     conn, q=q, now=datetime.now(UTC), agent_id=agent, limit=20
                 )
                 return time.perf_counter() - began, len(rows)
@@ -463,7 +464,7 @@ async def search_latencies(
 
 async def count_matches(conn: asyncpg.Connection, q: str, agent: str | None) -> int:
     """How many memories the search ranks to pick its 20: every match is scored."""
-    fuzzy = not views.uses_operators(q)
+    fuzzy = not memory_search.uses_operators(q)
     return int(
         await conn.fetchval(
             f"SELECT count(*) FROM {views.MEMORIES} m, websearch_to_tsquery('english', $1) q "
@@ -483,7 +484,7 @@ async def explain(url: str, q: str, agent: str | None) -> dict[str, list[str]]:
     try:
         async with conn.transaction():
             await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
-            sql, args = await views.search_statement(
+            sql, args = await memory_search.search_statement(
                 conn, q=q, now=datetime.now(UTC), agent_id=agent
             )
             rows = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", *args)

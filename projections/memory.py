@@ -1,4 +1,4 @@
-"""Read models of agent memory, and the searches, graph, timeline and forgetting they serve.
+"""The read models of agent memory: the projection of the ``memory`` log.
 
 - ``memories``: one row per memory with its text unsealed (``content``, ``tags``,
   ``source``), a full-text vector over content and tags, its status and the strength
@@ -6,14 +6,21 @@
   ``domain.memory.strength.SQL_STRENGTH`` turns into a strength at query time.
 - ``memory_entities`` and ``memory_relations``: what each memory declared, for the graph.
 - ``memory_lifecycle``: one mark per event (created, reinforced, invalidated, restored,
-  erased) with who and why, never the memory's text: the timeline and its counts.
+  erased) with who (principal and correlation id) and why, never the memory's text: the
+  timeline, its counts, and the event history a memory's detail lists.
+- ``memory_words``: the vocabulary partial-word search expands into.
 
 A batch is folded in memory in log order: memories recorded in it are written once, in
 their final state (an erased one without text), memories recorded earlier get one
 set-based UPDATE. Keys come in one query and the text is unsealed here; erasure clears
-the text, deletes the entities, relations and the key in the projector's transaction.
+the text and deletes the entities and relations in the projector's transaction. The
+projection never touches a key: destroying it is the erase command's job
+(``application.memory``), and a memory whose key is gone is simply shown without text.
 Rows are found through primary keys only, which a rebuild's fresh tables have from
 the start (their other indexes come once loaded).
+
+The queries are in ``projections.memory_queries`` and the search in
+``projections.memory_search``.
 """
 
 from __future__ import annotations
@@ -32,13 +39,12 @@ import msgspec
 
 from domain.memory.sealing import unseal
 from domain.memory.strength import (
-    SQL_STRENGTH,
     Curve,
     Reinforcement,
     initial_stability,
     step,
 )
-from infrastructure.memory_keys import destroy_keys, fetch_keys
+from infrastructure.memory_keys import fetch_keys
 from projections.events import Event
 
 log = logging.getLogger(__name__)
@@ -303,6 +309,7 @@ class MemoryViews:
                 mark text NOT NULL,
                 detail jsonb NOT NULL,
                 version integer NOT NULL,
+                correlation_id text,
                 PRIMARY KEY (memory_id, version)
             )
             """,
@@ -321,15 +328,15 @@ class MemoryViews:
         earlier -= {e.aggregate_id for e in mine if e.type == "Memory.Recorded"}
         changed = await _load(conn, tables["memories"], earlier)
         marks: list[tuple[Any, ...]] = []
-        erased: list[UUID] = []
         for e in mine:
             if e.type == "Memory.Recorded":
                 m = new[e.aggregate_id] = _recorded(e)
                 detail: dict[str, Any] = {
-                    "kind": m.kind, "importance": m.importance, "by": m.created_by,
+                    "agent_id": m.agent_id, "kind": m.kind, "importance": m.importance,
+                    "occurred_at": e.data["occurred_at"], "by": m.created_by,
                     "supersedes": None if m.supersedes is None else str(m.supersedes),
                 }  # fmt: skip
-                marks.append((m.id, m.agent_id, e.timestamp, "created", detail, e.version))
+                marks.append((m.id, m.agent_id, e.timestamp, "created", detail, e.version, e))
                 continue
             mark = _MARKS.get(e.type)
             found = new.get(e.aggregate_id) or changed.get(e.aggregate_id)
@@ -338,9 +345,7 @@ class MemoryViews:
                     log.warning("%s of unknown memory %s skipped", e.type, e.aggregate_id)
                 continue
             detail = _fold(found, e)
-            marks.append((found.id, found.agent_id, e.timestamp, mark, detail, e.version))
-            if mark == "erased":
-                erased.append(found.id)
+            marks.append((found.id, found.agent_id, e.timestamp, mark, detail, e.version, e))
         readable = [m for m in new.values() if m.status != "erased"]
         keys = await fetch_keys(conn, [m.id for m in readable])
         for m in readable:
@@ -358,11 +363,10 @@ class MemoryViews:
         await _write_words(conn, tables["memory_words"], vocabulary)
         await _copy(
             conn, tables["memory_lifecycle"],
-            ("memory_id", "agent_id", "at", "mark", "detail", "version"),
-            [(*r[:4], _encode(r[4]).decode(), r[5]) for r in marks],
+            ("memory_id", "agent_id", "at", "mark", "detail", "version", "correlation_id"),
+            [(*r[:4], _encode(r[4]).decode(), r[5], r[6].meta.get("correlation_id"))
+             for r in marks],
         )  # fmt: skip
-        if erased:
-            await destroy_keys(conn, erased)
 
 
 def _vocabulary(content: str | None, tags: Sequence[str] | None) -> set[str]:
@@ -469,306 +473,20 @@ async def _write_changed(
             )
 
 
-# -- queries ---------------------------------------------------------------------------
+# -- shared with the query modules -------------------------------------------------------
 
-# A web-search operator: a quoted phrase, OR, or an exclusion. With one, the query is
-# taken as written (an expansion could bring back what ``-word`` excluded).
-_OPERATORS = re.compile(r"\"|(?:^|\s)-\S|\sor\s", re.IGNORECASE)
-_HEADLINE = "StartSel=<mark>, StopSel=</mark>"
 _WORD = re.compile(r"[a-z][a-z0-9]{2,}")
 WORDS = "rm_memory_words"
-# Ranking reads this many of the most recent matches at most, so a word that half the
-# memories contain costs what a rare one does (see search()).
-CANDIDATES = 1000
-# ... and scores the best RANKED of them by text rank with their strength.
-RANKED = 200
-EXPANSIONS = 5
+# The columns a hit, graph or timeline row is read with.
+HIT_COLUMNS = (
+    "m.id, m.agent_id, m.kind, m.importance, m.occurred_at, m.created_at, m.status, "
+    "m.content, m.tags, m.source, m.supersedes, m.superseded_by, m.stability_days, "
+    "m.anchor_at, m.accesses, m.feedback"
+)
+# Active memories, and invalidated ones too when ``{flag}`` (a boolean SQL value) is true.
+VISIBLE = "(m.status = 'active' OR ({flag} AND m.status = 'invalidated'))"
 
 
 def words_of(text: str) -> list[str]:
     """Words as the vocabulary keeps them: lower case, a letter then 2+ letters or digits."""
     return _WORD.findall(text.lower())
-
-
-def uses_operators(q: str) -> bool:
-    """Whether ``q`` uses web-search syntax (then it is searched as written)."""
-    return _OPERATORS.search(q) is not None
-
-
-_HIT_COLUMNS = (
-    "m.id, m.agent_id, m.kind, m.importance, m.occurred_at, m.created_at, m.status, "
-    "m.content, m.tags, m.source, m.supersedes, m.superseded_by, m.stability_days, "
-    "m.anchor_at, m.accesses, m.feedback"
-)
-_VISIBLE = "(m.status = 'active' OR ({flag} AND m.status = 'invalidated'))"
-
-
-async def _expand(conn: asyncpg.Connection, tokens: list[str]) -> tuple[str, float]:
-    """The query's words, each OR-ed with up to EXPANSIONS vocabulary words that are
-    trigram-similar to it or start with it ("volatil" → volatility, volatile), AND-ed
-    together as to_tsquery text; and the similarity of the closest expansion of a word
-    the vocabulary does not hold as such (0 when every word is in it)."""
-    rows = await conn.fetch(
-        "SELECT t.token, e.word, e.sim FROM unnest($1::text[]) AS t(token) "
-        "CROSS JOIN LATERAL (SELECT w.word, similarity(w.word, t.token)::float8 AS sim "
-        f"FROM {WORDS} w WHERE w.word % t.token OR w.word LIKE t.token || '%' "
-        f"ORDER BY sim DESC, w.word LIMIT {EXPANSIONS}) e",
-        tokens,
-    )
-    terms: dict[str, set[str]] = {t: {t} for t in tokens}
-    exact: set[str] = set()
-    closest = 0.0
-    for r in rows:
-        terms[r["token"]].add(r["word"])
-        if r["word"] == r["token"]:
-            exact.add(r["token"])
-    for r in rows:
-        if r["token"] not in exact:
-            closest = max(closest, r["sim"])
-    text = " & ".join("(" + " | ".join(sorted(terms[t])) + ")" for t in tokens)
-    return text, closest
-
-
-async def search(conn: asyncpg.Connection, **criteria: Any) -> list[asyncpg.Record]:
-    """Memories matching ``q``, best first, in two steps, both through the GIN index of
-    the search vectors:
-
-    1. The query: with web-search syntax (quoted phrases, OR, -exclusions) it is taken
-       as written (``websearch_to_tsquery``). Otherwise each word is expanded with the
-       vocabulary words trigram-similar to it or starting with it (``rm_memory_words``,
-       a trigram index over the distinct words of all memories), so partial and
-       misspelt words match whole ones; ``trigram`` is the similarity of the closest
-       such expansion (the same for every hit; 0 when every word matched as such).
-    2. The CANDIDATES most recent matches are ranked by ``text_rank`` (ts_rank_cd,
-       normalised rank/(rank+1)); the best RANKED of those are scored: ``relevance`` =
-       text_rank + 0.5 × trigram, ``strength`` at ``now``, ``score`` = relevance ×
-       (0.5 + 0.5 × strength); a ``snippet`` marks the matched words with <mark>…</mark>
-       (content not escaped). A word in a fifth of all memories thus costs about what
-       a rare one does; the price is that its older matches are not ranked.
-
-    Only the filters given become SQL conditions, and the plan is made for these
-    values (``plan_cache_mode = force_custom_plan``): a plan cached for another agent or
-    another word's frequency can be a hundred times slower. ``start``/``end`` bound
-    ``occurred_at``: start inclusive, end exclusive. ``criteria`` are the keyword
-    arguments of ``search_statement``.
-    """
-    if not criteria["q"].strip():
-        return []
-    async with conn.transaction():
-        await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
-        sql, args = await search_statement(conn, **criteria)
-        return await conn.fetch(sql, *args)
-
-
-async def search_statement(  # noqa: PLR0913
-    conn: asyncpg.Connection,
-    *,
-    q: str,
-    now: datetime,
-    agent_id: str | None = None,
-    kind: str | None = None,
-    start: datetime | None = None,
-    end: datetime | None = None,
-    include_invalidated: bool = False,
-    limit: int = 20,
-) -> tuple[str, list[Any]]:
-    """The SQL and arguments ``search`` runs (the words expanded already)."""
-    tokens = list(dict.fromkeys(words_of(q)))
-    trigram = 0.0
-    if uses_operators(q) or not tokens:
-        query, text = "websearch_to_tsquery('english', $2)", q
-    else:
-        text, trigram = await _expand(conn, tokens)
-        query = "to_tsquery('english', $2)"
-    args: list[Any] = [now, text, trigram, include_invalidated, limit]
-    where = ["m.search @@ q.query", _VISIBLE.format(flag="$4")]
-    for column, op, value in (
-        ("agent_id", "=", agent_id),
-        ("kind", "=", kind),
-        ("occurred_at", ">=", start),
-        ("occurred_at", "<", end),
-    ):
-        if value is not None:
-            args.append(value)
-            where.append(f"m.{column} {op} ${len(args)}")
-    strength = SQL_STRENGTH.format(t="m", now="$1::timestamptz")
-    # The query is written out in each place (not taken from a CTE) so the planner
-    # sees its words and their frequency: for a frequent word it walks the newest
-    # memories backwards (an index-only scan: the index holds the search vectors) and
-    # stops at CANDIDATES matches; for a rare one it reads the few matches from the GIN
-    # index. Only the RANKED best by text rank are then read whole and scored.
-    sql = (
-        f"WITH candidates AS (SELECT m.id, m.created_at, m.search FROM {MEMORIES} m "
-        f"WHERE {' AND '.join(where).replace('q.query', query)} "
-        f"ORDER BY m.created_at DESC LIMIT {CANDIDATES}), best AS ("
-        f"SELECT c.id, ts_rank_cd(c.search, {query}, 32)::float8 AS text_rank "
-        f"FROM candidates c ORDER BY text_rank DESC, c.created_at DESC LIMIT {RANKED}), "
-        "ranked AS (SELECT r.*, r.relevance * (0.5 + 0.5 * r.strength) AS score FROM ("
-        f"SELECT {_HIT_COLUMNS}, b.text_rank, $3::float8 AS trigram, "
-        f"b.text_rank + 0.5 * $3::float8 AS relevance, {strength} AS strength "
-        f"FROM best b JOIN {MEMORIES} m ON m.id = b.id) r "
-        "ORDER BY score DESC, r.id LIMIT $5) "
-        "SELECT h.*, "
-        f"ts_headline('english', h.content, {query}, '{_HEADLINE}') AS snippet "
-        "FROM ranked h ORDER BY h.score DESC, h.id"
-    )
-    return sql, args
-
-
-async def get_memory(conn: asyncpg.Connection, memory_id: UUID) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        f"SELECT {', '.join(COLUMNS)} FROM {MEMORIES} WHERE id = $1", memory_id
-    )
-
-
-async def entities_of(conn: asyncpg.Connection, memory_ids: Sequence[UUID]) -> list[asyncpg.Record]:
-    """(memory_id, name, type) of the memories, in each memory's declared order."""
-    return await conn.fetch(
-        f"SELECT memory_id, name, type FROM {ENTITIES} WHERE memory_id = ANY($1::uuid[]) "
-        "ORDER BY memory_id, n",
-        list(memory_ids),
-    )
-
-
-async def relations_of(
-    conn: asyncpg.Connection, memory_ids: Sequence[UUID]
-) -> list[asyncpg.Record]:
-    """(memory_id, subject, predicate, object) of the memories, in declared order."""
-    return await conn.fetch(
-        f"SELECT memory_id, subject, predicate, object FROM {RELATIONS} "
-        "WHERE memory_id = ANY($1::uuid[]) ORDER BY memory_id, n",
-        list(memory_ids),
-    )
-
-
-async def graph_rows(  # noqa: PLR0913
-    conn: asyncpg.Connection,
-    *,
-    agent_id: str,
-    now: datetime,
-    min_strength: float | None = None,
-    include_invalidated: bool = False,
-    limit: int = 500,
-) -> list[dict[str, Any]]:
-    """The agent's memories for ``memory_graph.build_graph``, strongest first, each with
-    its ``strength`` at ``now``, ``entities`` and ``relations``; never erased ones."""
-    strength = SQL_STRENGTH.format(t="m", now="$2::timestamptz")
-    rows = await conn.fetch(
-        f"SELECT * FROM (SELECT {_HIT_COLUMNS}, {strength} AS strength FROM {MEMORIES} m "
-        f"WHERE m.agent_id = $1 AND {_VISIBLE.format(flag='$3')}) s "
-        "WHERE $4::float8 IS NULL OR s.strength >= $4 ORDER BY s.strength DESC, s.id LIMIT $5",
-        agent_id,
-        now,
-        include_invalidated,
-        min_strength,
-        limit,
-    )
-    memories = {r["id"]: {**dict(r), "entities": [], "relations": []} for r in rows}
-    ids = list(memories)
-    for r in await entities_of(conn, ids):
-        memories[r["memory_id"]]["entities"].append({"name": r["name"], "type": r["type"]})
-    for r in await relations_of(conn, ids):
-        memories[r["memory_id"]]["relations"].append(
-            {"subject": r["subject"], "predicate": r["predicate"], "object": r["object"]}
-        )
-    return list(memories.values())
-
-
-async def timeline(  # noqa: PLR0913
-    conn: asyncpg.Connection,
-    *,
-    agent_id: str,
-    start: datetime | None = None,
-    end: datetime | None = None,
-    include_invalidated: bool = True,
-    limit: int = 100,
-    after: tuple[datetime, UUID] | None = None,
-) -> list[dict[str, Any]]:
-    """The agent's memories by (occurred_at, id) after ``after``, each with its lifecycle
-    ``marks`` (at, mark, detail, version) in order. ``start`` inclusive, ``end``
-    exclusive, on occurred_at; without ``include_invalidated`` only active memories
-    (with it, erased ones too: their marks, never their text)."""
-    rows = await conn.fetch(
-        f"SELECT {_HIT_COLUMNS} FROM {MEMORIES} m WHERE m.agent_id = $1 "
-        "AND ($2 OR m.status = 'active') "
-        "AND ($3::timestamptz IS NULL OR m.occurred_at >= $3) "
-        "AND ($4::timestamptz IS NULL OR m.occurred_at < $4) "
-        "AND ($5::timestamptz IS NULL OR (m.occurred_at, m.id) > ($5, $6::uuid)) "
-        "ORDER BY m.occurred_at, m.id LIMIT $7",
-        agent_id,
-        include_invalidated,
-        start,
-        end,
-        after[0] if after else None,
-        after[1] if after else None,
-        limit,
-    )
-    items = {r["id"]: {**dict(r), "marks": []} for r in rows}
-    if items:
-        for r in await conn.fetch(
-            f"SELECT memory_id, at, mark, detail, version FROM {LIFECYCLE} "
-            "WHERE memory_id = ANY($1::uuid[]) ORDER BY memory_id, version",
-            list(items),
-        ):
-            items[r["memory_id"]]["marks"].append(
-                {"at": r["at"], "mark": r["mark"], "detail": _decode(r["detail"]),
-                 "version": r["version"]}
-            )  # fmt: skip
-    return list(items.values())
-
-
-BUCKETS = ("day", "week")
-
-
-async def timeline_counts(
-    conn: asyncpg.Connection,
-    *,
-    agent_id: str,
-    bucket: str,
-    start: datetime | None,
-    end: datetime | None,
-) -> list[asyncpg.Record]:
-    """Per ``bucket`` (UTC day, or ISO week from Monday) with any mark: how many memories
-    were created, reinforced, invalidated, restored and erased (lifecycle marks in
-    [start, end)); columns bucket, created, reinforced, invalidated, restored, erased."""
-    if bucket not in BUCKETS:
-        raise ValueError(f"bucket must be one of {', '.join(BUCKETS)}")
-    counts = ", ".join(
-        f"count(*) FILTER (WHERE mark = '{mark}')::integer AS {mark}"
-        for mark in ("created", "reinforced", "invalidated", "restored", "erased")
-    )
-    return await conn.fetch(
-        f"SELECT date_trunc($2, at, 'UTC') AS bucket, {counts} FROM {LIFECYCLE} "
-        "WHERE agent_id = $1 AND ($3::timestamptz IS NULL OR at >= $3) "
-        "AND ($4::timestamptz IS NULL OR at < $4) GROUP BY 1 ORDER BY 1",
-        agent_id,
-        bucket,
-        start,
-        end,
-    )
-
-
-async def forget_candidates(  # noqa: PLR0913
-    conn: asyncpg.Connection,
-    *,
-    agent_id: str,
-    now: datetime,
-    older_than: datetime | None = None,
-    max_strength: float | None = None,
-    limit: int = 10000,
-) -> list[asyncpg.Record]:
-    """The agent's active memories created before ``older_than`` and no stronger than
-    ``max_strength`` at ``now`` (each if given), weakest first, with their strength."""
-    strength = SQL_STRENGTH.format(t="m", now="$2::timestamptz")
-    return await conn.fetch(
-        f"SELECT * FROM (SELECT m.id, m.agent_id, m.kind, m.importance, m.occurred_at, "
-        "m.created_at, m.stability_days, m.anchor_at, m.accesses, m.feedback, "
-        f"{strength} AS strength FROM {MEMORIES} m WHERE m.agent_id = $1 "
-        "AND m.status = 'active' AND ($3::timestamptz IS NULL OR m.created_at < $3)) s "
-        "WHERE $4::float8 IS NULL OR s.strength <= $4 ORDER BY s.strength, s.id LIMIT $5",
-        agent_id,
-        now,
-        older_than,
-        max_strength,
-        limit,
-    )

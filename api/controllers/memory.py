@@ -5,35 +5,78 @@ read their own agent's memories only — another agent's memory is 404 to them, 
 naming another agent is 403; viewers, operators and auditors read all; operators and
 admins write for any agent, invalidate, restore, erase and forget.
 
-Search hits reinforce the memories they return (each at most once an hour) after the
-response is sent, as the searching principal; ranking uses the strength before that.
+Reads do not write, except a retrieval for use. A search reinforces its hits (each at
+most once an hour, as the searching principal; the ranking uses the strength before)
+only when it is a retrieval for use: by default when the caller is an ``agent`` key
+(``reinforce=false`` opts out), and with an explicit ``reinforce=true`` from a writer
+role (operator, admin; an agent may say it too). A reader (viewer, auditor) asking
+``reinforce=true`` is 403; a reader's search appends nothing. The reinforcement is saved
+before the answer, which then carries ``Aimm-Position`` of the access events (no header
+when nothing was reinforced).
+
+A memory's detail (``GET /{id}``) is served from the read model in one snapshot: the
+memory's row, its entities and relations, and its event history from the lifecycle
+marks (one per event, with principal, correlation id and the event's fields). A memory
+whose creation is in the log but not yet projected waits for the projection (bounded),
+like every read by id. Only ``as_of`` replays its events. ``ETag`` is its version on
+every response that shows or changes one memory.
+
+Commands that change an existing memory (reinforce, invalidate, erase, restore) take
+``If-Match`` (or ``expected_version`` in the body): a stale one is 409 with
+``current_version`` and appends nothing. Every POST and DELETE takes ``Idempotency-Key``.
+Bulk forget takes no ``If-Match`` (it changes many memories) and runs in pages: one run
+invalidates (or, dry, lists) at most ``limit`` memories weakest first, and answers
+``items`` and ``next_cursor`` to continue (see ``ForgetIn``).
+
+Timestamps in query strings must be RFC 3339 (``2026-03-02T09:00:00Z``); a number
+such as ``0.5`` is a 400, as the schema says, and so is a body value of the wrong JSON
+type (a string for a boolean or a number): bodies are decoded strictly.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
 import anyio.to_thread
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post
-from litestar.background_tasks import BackgroundTask
 from litestar.params import Parameter
 
 from api.auth import WRITE, allow
-from api.commands import idempotency, principal_of, run_command, to_builtins
-from api.consistency import wait_for
-from api.controllers.models import WaitFor, aware
+from api.commands import (
+    expected_version,
+    idempotency,
+    principal_of,
+    run_command,
+    to_builtins,
+)
+from api.consistency import WaitFor, wait_for
+from api.contract import (
+    COMMAND_HEADERS,
+    CREATED_HEADERS,
+    ONE_AGGREGATE_HEADERS,
+    POSITION_HEADER,
+    IdempotencyKey,
+    IfMatch,
+    etag,
+    problems,
+    read_one,
+    snapshot,
+)
+from api.controllers.models import aware
 from api.errors import ProblemError
 from api.memory_schemas import (
+    CURSOR,
     ForgetCandidate,
     ForgetIn,
     ForgetOut,
     GraphOut,
     HistoryEntry,
     Invalidation,
+    Kind,
     MemoryBatch,
     MemoryIn,
     MemoryOut,
@@ -54,18 +97,35 @@ from api.pagination import decode_cursor, encode_cursor
 from application.base import Response as CommandResponse
 from application.contexts import Contexts
 from domain.errors import InvalidFieldsError
-from domain.memory.memory import KINDS, Draft, Memory, parse_memory
+from domain.memory.memory import Draft, Memory, parse_memory
 from domain.memory.strength import Curve, Strength, strength_at
 from domain.metadata import acting_as
-from projections import memory as views
+from projections import memory as tables
+from projections import memory_queries as views
 from projections.memory_graph import build_graph
+from projections.memory_search import search as search_memories
 
 READ_MEMORY = allow("viewer", "operator", "auditor", "agent")
 WRITE_MEMORY = allow("operator", "agent")
+USES = frozenset({"admin", "operator", "agent"})  # may ask a search to reinforce
 MAX_SEARCH = 100
 MAX_TIMELINE = 500
 MAX_GRAPH = 2000
 LABEL = 80
+S = TypeVar("S")
+
+# Query-string timestamps: RFC 3339 only (the framework would take "0.5" as a number).
+Instant = Annotated[
+    datetime | None,
+    Parameter(description="an RFC 3339 timestamp, e.g. 2026-03-02T09:00:00Z (no zone: UTC)"),
+]
+PageCursor = Annotated[
+    str | None,
+    Parameter(
+        min_length=1, max_length=2000, pattern=CURSOR.__metadata__[0].pattern,
+        description="`next_cursor` of the previous page; omit for the first page",
+    ),
+]  # fmt: skip
 
 
 def _scope(request: Request[Any, Any, Any]) -> str | None:
@@ -80,6 +140,42 @@ def _check_agent(request: Request[Any, Any, Any], agent_id: str) -> None:
     scope = _scope(request)
     if scope is not None and scope != agent_id:
         raise ProblemError(403, f"this key may only use the memories of agent {scope!r}")
+
+
+def instants(request: Request[Any, Any, Any], *names: str) -> None:
+    """Refuse a query timestamp that is not RFC 3339 text (a 400 naming it)."""
+    for name in names:
+        raw = request.query_params.get(name)
+        if raw is None:
+            continue
+        try:
+            msgspec.convert(raw, datetime)
+        except msgspec.ValidationError:
+            raise ProblemError(
+                400,
+                f"{name} must be an RFC 3339 timestamp such as 2026-03-02T09:00:00Z",
+                errors=[{"field": name, "source": "query", "message": "not RFC 3339"}],
+            ) from None
+
+
+async def strict_body(request: Request[Any, Any, Any], kind: type[S]) -> S | None:
+    """The body decoded strictly as ``kind`` (None when there is none): the framework's
+    own decoding converts "true" to a boolean and "0.5" to a number."""
+    raw = await request.body()
+    if not raw.strip():
+        return None
+    try:
+        return msgspec.json.decode(raw, type=kind)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        field = text.rpartition("at `$.")[2].rstrip("`") if "at `$." in text else "body"
+        raise ProblemError(
+            400,
+            f"the body is malformed: {text}",
+            errors=[{"field": field, "source": "body", "message": text}],
+        ) from None
+    except msgspec.DecodeError as exc:
+        raise ProblemError(400, f"the body is not JSON: {exc}") from None
 
 
 def strength_out(s: Strength) -> StrengthOut:
@@ -139,6 +235,13 @@ _DETAIL_FIELDS = {
     "Memory.Restored": ("reason",),
     "Memory.Erased": ("reason",),
 }
+_EVENT_OF_MARK = {
+    "created": "Memory.Recorded",
+    "reinforced": "Memory.Reinforced",
+    "invalidated": "Memory.Invalidated",
+    "restored": "Memory.Restored",
+    "erased": "Memory.Erased",
+}
 
 
 def _history(events: list[Any]) -> list[HistoryEntry]:
@@ -161,6 +264,7 @@ def _history(events: list[Any]) -> list[HistoryEntry]:
 def memory_out(
     memory: Memory, document: dict[str, Any] | None, events: list[Any], as_of: datetime | None
 ) -> MemoryOut:
+    """A memory replayed from its events (the ``as_of`` view)."""
     doc = document or {}
     return MemoryOut(
         id=memory.id,
@@ -181,7 +285,7 @@ def memory_out(
                 memory.invalidation_reason,
                 None if memory.superseded_by is None else UUID(memory.superseded_by),
             )
-            if memory.invalidated
+            if memory.status == "invalidated"
             else None
         ),
         strength=strength_out(memory.strength(as_of or datetime.now(UTC))),
@@ -191,19 +295,78 @@ def memory_out(
     )
 
 
-async def _change(
+def detail_out(found: dict[str, Any], now: datetime) -> MemoryOut:
+    """A memory from its read-model detail (``projections.memory_queries.detail``)."""
+    history = []
+    for mark in found["lifecycle"]:
+        kind = _EVENT_OF_MARK[mark["mark"]]
+        detail = mark["detail"]
+        history.append(
+            HistoryEntry(
+                version=mark["version"],
+                type=kind,
+                at=mark["at"],
+                principal=detail.get("by", "unknown"),
+                correlation_id=mark["correlation_id"],
+                detail={f: detail.get(f) for f in _DETAIL_FIELDS[kind]},
+            )
+        )
+    erased = found["status"] == "erased"
+    return MemoryOut(
+        id=found["id"],
+        agent_id=found["agent_id"],
+        kind=found["kind"],
+        importance=found["importance"],
+        occurred_at=found["occurred_at"],
+        created_at=found["created_at"],
+        status=found["status"],
+        content=found["content"],
+        entities=found["entities"],
+        relations=found["relations"],
+        tags=list(found["tags"] or []),
+        source=None if erased else found["source"],
+        supersedes=found["supersedes"],
+        invalidation=(
+            Invalidation(found["invalidation_reason"] or "", found["superseded_by"])
+            if found["status"] == "invalidated"
+            else None
+        ),
+        strength=strength_out(row_strength(found, now)),
+        version=found["version"],
+        history=history,
+    )
+
+
+async def _change(  # noqa: PLR0913
     request: Request[Any, Any, Any],
     contexts: Contexts,
     memory_id: UUID,
     act: Any,
+    *,
     agent_scope: str | None = None,
+    in_body: int | None = None,
+    erase: bool = False,
+    reason: str = "",
 ) -> Response[Any]:
     """Run one change of a memory as a command; answers with the memory's reference."""
     idem = await idempotency(request)
+    expected = expected_version(request, in_body)
+    if erase:
+        return await run_command(
+            request,
+            lambda: contexts.memory.erase(
+                memory_id, reason, _respond_ref(200), idem=idem, expected_version=expected
+            ),
+        )
     return await run_command(
         request,
         lambda: contexts.memory.change(
-            memory_id, act, _respond_ref(200), agent_scope=agent_scope, idem=idem
+            memory_id,
+            act,
+            _respond_ref(200),
+            agent_scope=agent_scope,
+            idem=idem,
+            expected_version=expected,
         ),
     )
 
@@ -212,14 +375,22 @@ class MemoryController(Controller):
     path = "/api/v1/memory"
     tags = ["agent memory"]
 
-    @post("/", guards=[WRITE_MEMORY], status_code=201)
+    @post(
+        "/", guards=[WRITE_MEMORY], status_code=201, responses=problems(404, 409, 422),
+        response_headers=CREATED_HEADERS,
+    )  # fmt: skip
     async def record(
-        self, request: Request[Any, Any, Any], data: MemoryIn, contexts: Contexts
-    ) -> Response[Any]:
+        self,
+        request: Request[Any, Any, Any],
+        data: MemoryIn,
+        contexts: Contexts,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[MemoryRef]:
         """Record a memory; its text is sealed under a key of its own."""
+        data = await strict_body(request, MemoryIn) or data
         _check_agent(request, data.agent_id)
         [draft] = _drafts([data], None)
-        idem = await idempotency(request)
+        idem = await idempotency(request, idempotency_key)
 
         def respond(memories: list[Memory]) -> CommandResponse:
             return 201, to_builtins(_ref(memories[0]))
@@ -230,15 +401,23 @@ class MemoryController(Controller):
             location=lambda body: f"{self.path}/{body['id']}",
         )
 
-    @post("/batch", guards=[WRITE_MEMORY], status_code=201)
+    @post(
+        "/batch", guards=[WRITE_MEMORY], status_code=201, responses=problems(404, 409, 422),
+        response_headers=[COMMAND_HEADERS[0], COMMAND_HEADERS[2]],
+    )  # fmt: skip
     async def record_batch(
-        self, request: Request[Any, Any, Any], data: MemoryBatch, contexts: Contexts
-    ) -> Response[Any]:
+        self,
+        request: Request[Any, Any, Any],
+        data: MemoryBatch,
+        contexts: Contexts,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[MemoryRefs]:
         """Record up to 1,000 memories in one transaction: all of them or none."""
+        data = await strict_body(request, MemoryBatch) or data
         for item in data.memories:
             _check_agent(request, item.agent_id)
         drafts = _drafts(data.memories, "memories")
-        idem = await idempotency(request)
+        idem = await idempotency(request, idempotency_key)
 
         def respond(memories: list[Memory]) -> CommandResponse:
             return 201, to_builtins(MemoryRefs([_ref(m) for m in memories]))
@@ -247,35 +426,56 @@ class MemoryController(Controller):
             request, lambda: contexts.memory.record(drafts, idem=idem, respond=respond)
         )
 
-    @get("/search", guards=[READ_MEMORY])
+    @get(
+        "/search", guards=[READ_MEMORY], responses=problems(),
+        response_headers=[COMMAND_HEADERS[0]],
+    )  # fmt: skip
     async def search(  # noqa: PLR0913
         self,
         request: Request[Any, Any, Any],
         contexts: Contexts,
-        q: Annotated[str, Parameter(min_length=1, max_length=500)],
-        agent_id: str | None = None,
-        kind: Annotated[str | None, Parameter(description=", ".join(KINDS))] = None,
-        start: datetime | None = None,
-        end: datetime | None = None,
+        q: Annotated[str, Parameter(min_length=1, max_length=500, pattern=r"\S")],
+        agent_id: Annotated[str | None, Parameter(max_length=100)] = None,
+        kind: Kind | None = None,
+        start: Instant = None,
+        end: Instant = None,
         include_invalidated: bool = False,
+        reinforce: Annotated[
+            bool | None,
+            Parameter(
+                description="reinforce the hits (a retrieval for use): default for agent "
+                "keys; readers may not"
+            ),
+        ] = None,
         limit: Annotated[int, Parameter(ge=1, le=MAX_SEARCH)] = 20,
+        cursor: PageCursor = None,
         wait: WaitFor = None,
     ) -> Response[SearchPage]:
         """Keyword search: full-text (quoted phrases, OR, -exclusions) and trigram matches
-        for partial words, ranked by relevance × (0.5 + 0.5 × strength)."""
-        await wait_for(request, wait)
+        for partial words, ranked by relevance × (0.5 + 0.5 × strength), paged by
+        ``cursor``. Reinforces the hits only for a retrieval for use: an agent's key, or
+        ``reinforce=true`` from a writer (a reader asking it is 403)."""
+        instants(request, "start", "end")
+        principal = principal_of(request)
         scope = _scope(request)
+        if reinforce and not principal.has_any(USES):
+            raise ProblemError(403, "only agents, operators and admins may reinforce by search")
+        uses = reinforce if reinforce is not None else scope is not None
+        await wait_for(request, wait)
         if scope is not None:
             if agent_id is not None and agent_id != scope:
                 raise ProblemError(403, f"this key may only search agent {scope!r}")
             agent_id = scope
-        if kind is not None and kind not in KINDS:
-            raise ProblemError(400, f"kind must be one of {', '.join(KINDS)}")
-        if not q.strip():
-            raise ProblemError(400, "q must not be blank")
-        now = datetime.now(UTC)
+        now, after = datetime.now(UTC), None
+        raw = decode_cursor(cursor)
+        if raw is not None:
+            try:
+                now = datetime.fromisoformat(raw[0])
+                after = (float(raw[1]), UUID(raw[2]))
+            except (TypeError, ValueError, IndexError, KeyError):
+                raise ProblemError(400, "cursor is not one this API returned") from None
         async with request.app.state.pool.acquire() as conn:
-            rows = await views.search(
+            rows = await search_memories(
                 conn,
                 q=q,
                 now=now,
@@ -284,7 +484,8 @@ class MemoryController(Controller):
                 start=None if start is None else aware(start),
                 end=None if end is None else aware(end),
                 include_invalidated=include_invalidated,
-                limit=limit,
+                limit=limit + 1,
+                after=after,
             )
         hits = [
             SearchHit(
@@ -297,7 +498,7 @@ class MemoryController(Controller):
                 status=r["status"],
                 tags=list(r["tags"] or []),
                 source=r["source"] or "",
-                snippet=r["snippet"] or "",
+                snippet=r["snippet"],
                 score=ScoreParts(
                     score=r["score"],
                     relevance=r["relevance"],
@@ -307,93 +508,130 @@ class MemoryController(Controller):
                 ),
                 strength=strength_out(row_strength(r, now)),
             )
-            for r in rows
+            for r in rows[:limit]
         ]
-        principal = principal_of(request).name
-        correlation_id = request.scope["state"]["correlation_id"]
+        next_cursor = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            next_cursor = encode_cursor([now.isoformat(), last["score"], str(last["id"])])
+        headers = {}
+        active = [h.id for h in hits if h.status == "active"]
+        if uses and active:
+            correlation_id = request.scope["state"]["correlation_id"]
 
-        async def reinforce() -> None:
-            def run() -> None:
-                with acting_as(principal, correlation_id):
-                    contexts.memory.access([h.id for h in hits if h.status == "active"], now)
+            def run() -> int:
+                with acting_as(principal.name, correlation_id):
+                    return contexts.memory.access(active, datetime.now(UTC))
 
-            await anyio.to_thread.run_sync(run)
+            position = await anyio.to_thread.run_sync(run)
+            if position:
+                headers[POSITION_HEADER] = f"memory:{position}"
+        return Response(SearchPage(items=hits, query=q, next_cursor=next_cursor), headers=headers)
 
-        return Response(
-            SearchPage(items=hits, query=q), background=BackgroundTask(reinforce) if hits else None
-        )
-
-    @get("/{memory_id:uuid}", guards=[READ_MEMORY])
+    @get(
+        "/{memory_id:uuid}", guards=[READ_MEMORY], responses=problems(404),
+        response_headers=ONE_AGGREGATE_HEADERS,
+    )  # fmt: skip
     async def get_memory(
         self,
         request: Request[Any, Any, Any],
         memory_id: UUID,
         contexts: Contexts,
-        as_of: datetime | None = None,
-    ) -> MemoryOut:
+        as_of: Instant = None,
+        wait: WaitFor = None,
+    ) -> Response[MemoryOut]:
         """The memory (its text unless erased), its strength and components, and its
-        full event history; ``as_of`` replays it up to that time."""
+        full event history, from the read model; ``as_of`` replays it up to that time."""
+        instants(request, "as_of")
         scope = _scope(request)
+        if as_of is None:
+            await wait_for(request, wait)
+            now = datetime.now(UTC)
+
+            async def fetch(conn: Any) -> dict[str, Any] | None:
+                return await views.detail(conn, memory_id)
+
+            found = await read_one(request, "memory", memory_id, fetch)
+            if found is None or (scope is not None and found["agent_id"] != scope):
+                raise ProblemError(404, f"memory {memory_id} not found")
+            shown = detail_out(found, now)
+            return Response(shown, headers=etag(shown.version))
+        moment = aware(as_of)
 
         def load() -> MemoryOut:
-            memory, events = contexts.memory.history(memory_id, scope)
-            if as_of is None:
-                return memory_out(memory, contexts.memory.document(memory), events, None)
-            moment = aware(as_of)
+            _, events = contexts.memory.history(memory_id, scope)
             found = contexts.memory.as_of([memory_id], moment)
             if not found:
                 raise ProblemError(404, f"memory {memory_id} did not exist at {moment}")
             past, document = found[0]
-            shown = [e for e in events if e.timestamp <= moment]
-            return memory_out(past, document, shown, moment)
+            return memory_out(past, document, [e for e in events if e.timestamp <= moment], moment)
 
-        return await anyio.to_thread.run_sync(load)
+        shown = await anyio.to_thread.run_sync(load)
+        return Response(shown, headers=etag(shown.version))
 
-    @delete("/{memory_id:uuid}", guards=[WRITE], status_code=200)
-    async def invalidate(
+    @delete(
+        "/{memory_id:uuid}", guards=[WRITE], status_code=200, responses=problems(404, 409),
+        response_headers=COMMAND_HEADERS,
+    )  # fmt: skip
+    async def invalidate(  # noqa: PLR0913
         self,
         request: Request[Any, Any, Any],
         memory_id: UUID,
         contexts: Contexts,
         reason: Annotated[str, Parameter(min_length=1, max_length=1000)],
         erase: bool = False,
-    ) -> Response[Any]:
+        if_match: IfMatch = None,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[MemoryRef]:
         """Invalidate (restorable), or with ``erase=true`` erase: the key is destroyed,
         the text is gone for good, the log keeps who erased it, when and why."""
-        if erase:
-            idem = await idempotency(request)
-            return await run_command(
-                request,
-                lambda: contexts.memory.erase(memory_id, reason, _respond_ref(200), idem=idem),
-            )
-        return await _change(request, contexts, memory_id, lambda m: m.invalidate(reason))
+        return await _change(
+            request, contexts, memory_id, lambda m: m.invalidate(reason),
+            erase=erase, reason=reason,
+        )  # fmt: skip
 
-    @post("/{memory_id:uuid}/restore", guards=[WRITE], status_code=200)
-    async def restore(
+    @post(
+        "/{memory_id:uuid}/restore", guards=[WRITE], status_code=200,
+        responses=problems(404, 409), response_headers=COMMAND_HEADERS,
+    )  # fmt: skip
+    async def restore(  # noqa: PLR0913
         self,
         request: Request[Any, Any, Any],
         memory_id: UUID,
         contexts: Contexts,
         data: RestoreIn | None = None,
-    ) -> Response[Any]:
-        reason = data.reason if data is not None else ""
-        return await _change(request, contexts, memory_id, lambda m: m.restore(reason))
+        if_match: IfMatch = None,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[MemoryRef]:
+        """Undo an invalidation (409 if the memory is active or erased)."""
+        data = await strict_body(request, RestoreIn) or RestoreIn()
+        return await _change(
+            request, contexts, memory_id, lambda m: m.restore(data.reason),
+            in_body=data.expected_version,
+        )  # fmt: skip
 
-    @post("/{memory_id:uuid}/reinforce", guards=[WRITE_MEMORY], status_code=200)
-    async def reinforce(
+    @post(
+        "/{memory_id:uuid}/reinforce", guards=[WRITE_MEMORY], status_code=200,
+        responses=problems(404, 409), response_headers=COMMAND_HEADERS,
+    )  # fmt: skip
+    async def reinforce(  # noqa: PLR0913
         self,
         request: Request[Any, Any, Any],
         memory_id: UUID,
         contexts: Contexts,
         data: ReinforceIn | None = None,
-    ) -> Response[Any]:
+        if_match: IfMatch = None,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[MemoryRef]:
         """Explicit feedback: a value in [-1, 1] (default 1) changes the stability."""
-        value = data.value if data is not None else 1.0
+        data = await strict_body(request, ReinforceIn) or ReinforceIn()
+        value = data.value
         return await _change(
-            request, contexts, memory_id, lambda m: m.feedback(value), _scope(request)
-        )
+            request, contexts, memory_id, lambda m: m.feedback(value),
+            agent_scope=_scope(request), in_body=data.expected_version,
+        )  # fmt: skip
 
-    @get("/agents/{agent_id:str}", guards=[READ_MEMORY])
+    @get("/agents/{agent_id:str}", guards=[READ_MEMORY], responses=problems())
     async def graph(  # noqa: PLR0913
         self,
         request: Request[Any, Any, Any],
@@ -402,11 +640,12 @@ class MemoryController(Controller):
         min_strength: Annotated[float | None, Parameter(ge=0.0, le=1.0)] = None,
         include_invalidated: bool = False,
         limit: Annotated[int, Parameter(ge=1, le=MAX_GRAPH)] = 500,
-        as_of: datetime | None = None,
+        as_of: Instant = None,
         wait: WaitFor = None,
     ) -> GraphOut:
         """The agent's knowledge graph: entities and memories (with strength) as nodes;
         relations, mentions and supersessions as edges; ``as_of`` as it was then."""
+        instants(request, "as_of")
         await wait_for(request, wait)
         _check_agent(request, agent_id)
         if as_of is not None:
@@ -421,7 +660,7 @@ class MemoryController(Controller):
             graph = build_graph(memories[:limit])
             return GraphOut(agent_id, graph["nodes"], graph["edges"], moment)
         now = datetime.now(UTC)
-        async with request.app.state.pool.acquire() as conn:
+        async with snapshot(request) as conn:
             memories = await views.graph_rows(
                 conn,
                 agent_id=agent_id,
@@ -447,7 +686,7 @@ class MemoryController(Controller):
             ids = [
                 r["id"]
                 for r in await conn.fetch(
-                    f"SELECT id FROM {views.MEMORIES} WHERE agent_id = $1 AND created_at <= $2",
+                    f"SELECT id FROM {tables.MEMORIES} WHERE agent_id = $1 AND created_at <= $2",
                     agent_id,
                     moment,
                 )
@@ -476,20 +715,21 @@ class MemoryController(Controller):
             )
         return memories
 
-    @get("/agents/{agent_id:str}/timeline", guards=[READ_MEMORY])
+    @get("/agents/{agent_id:str}/timeline", guards=[READ_MEMORY], responses=problems())
     async def timeline(  # noqa: PLR0913
         self,
         request: Request[Any, Any, Any],
         agent_id: str,
-        start: datetime | None = None,
-        end: datetime | None = None,
+        start: Instant = None,
+        end: Instant = None,
         bucket: Literal["day", "week"] = "day",
         include_invalidated: bool = True,
         limit: Annotated[int, Parameter(ge=1, le=MAX_TIMELINE)] = 100,
-        cursor: str | None = None,
+        cursor: PageCursor = None,
         wait: WaitFor = None,
     ) -> TimelineOut:
         """Memories in time order with their lifecycle marks, and counts per bucket."""
+        instants(request, "start", "end")
         await wait_for(request, wait)
         _check_agent(request, agent_id)
         after = None
@@ -497,12 +737,12 @@ class MemoryController(Controller):
         if raw is not None:
             try:
                 after = (datetime.fromisoformat(raw[0]), UUID(raw[1]))
-            except (TypeError, ValueError, IndexError):
+            except (TypeError, ValueError, IndexError, KeyError):
                 raise ProblemError(400, "cursor is not one this API returned") from None
         start_at = None if start is None else aware(start)
         end_at = None if end is None else aware(end)
         now = datetime.now(UTC)
-        async with request.app.state.pool.acquire() as conn:
+        async with snapshot(request) as conn:
             rows = await views.timeline(
                 conn,
                 agent_id=agent_id,
@@ -541,47 +781,67 @@ class MemoryController(Controller):
             next_cursor=next_cursor,
         )
 
-    @post("/agents/{agent_id:str}/forget", guards=[WRITE], status_code=200)
+    @post(
+        "/agents/{agent_id:str}/forget", guards=[WRITE], status_code=200,
+        responses=problems(409, 422), response_headers=[COMMAND_HEADERS[0], COMMAND_HEADERS[2]],
+    )  # fmt: skip
     async def forget(
         self,
         request: Request[Any, Any, Any],
         agent_id: str,
         data: ForgetIn,
         contexts: Contexts,
-    ) -> Response[Any]:
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[ForgetOut]:
         """List (``dry_run``) or invalidate the agent's active memories created before
-        ``older_than`` and/or no stronger than ``max_strength``."""
+        ``older_than`` and/or no stronger than ``max_strength``: at most ``limit`` a run,
+        weakest first; ``next_cursor`` continues (same strengths as the first run)."""
+        data = await strict_body(request, ForgetIn) or data
         if data.older_than is None and data.max_strength is None:
             raise ProblemError(
                 400,
                 "name older_than, max_strength or both",
                 errors=[{"field": "body", "source": "body", "message": "no criterion"}],
             )
-        now = datetime.now(UTC)
-        async with request.app.state.pool.acquire() as conn:
+        now, after = datetime.now(UTC), None
+        raw = decode_cursor(data.cursor)
+        if raw is not None:
+            try:
+                now = datetime.fromisoformat(raw[0])
+                after = (float(raw[1]), UUID(raw[2]))
+            except (TypeError, ValueError, IndexError, KeyError):
+                raise ProblemError(400, "cursor is not one this API returned") from None
+        idem = await idempotency(request, idempotency_key)
+        async with snapshot(request) as conn:
             rows = await views.forget_candidates(
                 conn,
                 agent_id=agent_id,
                 now=now,
                 older_than=None if data.older_than is None else aware(data.older_than),
                 max_strength=data.max_strength,
+                limit=data.limit + 1,
+                after=after,
             )
-        items = [ForgetCandidate(r["id"], r["created_at"], r["strength"]) for r in rows]
-        headers = {}
-        if not data.dry_run and items:
-            principal = principal_of(request).name
-            correlation_id = request.scope["state"]["correlation_id"]
+        page = [ForgetCandidate(r["id"], r["created_at"], r["strength"]) for r in rows]
+        next_cursor = None
+        if len(page) > data.limit:
+            page = page[: data.limit]
+            last = page[-1]
+            next_cursor = encode_cursor([now.isoformat(), last.strength, str(last.id)])
+        if data.dry_run:
+            body = ForgetOut(dry_run=True, count=len(page), items=page, next_cursor=next_cursor)
+            return Response(body)
+        by_id = {c.id: c for c in page}
 
-            def run() -> tuple[list[UUID], int]:
-                with acting_as(principal, correlation_id):
-                    return contexts.memory.invalidate_many([i.id for i in items], data.reason)
+        def respond(changed: list[Memory]) -> CommandResponse:
+            items = [by_id[m.id] for m in changed]
+            out = ForgetOut(dry_run=False, count=len(items), items=items, next_cursor=next_cursor)
+            return 200, to_builtins(out)
 
-            changed, position = await anyio.to_thread.run_sync(run)
-            done = set(changed)
-            items = [i for i in items if i.id in done]
-            headers["Aimm-Position"] = f"memory:{position}"
-        body = ForgetOut(dry_run=data.dry_run, count=len(items), items=items)
-        return Response(to_builtins(body), headers=headers)
+        return await run_command(
+            request,
+            lambda: contexts.memory.forget(list(by_id), data.reason, respond, idem=idem),
+        )
 
 
 def _instant(value: Any) -> datetime:

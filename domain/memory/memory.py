@@ -87,7 +87,7 @@ def _text(
     value = raw.strip()
     if not value and not empty:
         errors.append({"field": name, "message": "must not be empty"})
-    elif len(value) > limit:
+    elif len(raw) > limit:  # as written, as the OpenAPI document's maxLength counts
         errors.append({"field": name, "message": f"must be at most {limit} characters"})
     elif "\x00" in value:
         errors.append({"field": name, "message": "must not contain NUL characters"})

@@ -11,6 +11,7 @@ import pytest
 
 from tests.e2e.test_models_api import is_problem
 from tests.helpers import Api
+from tests.integration.test_memory_projection import database_occurrences
 
 BASE = "/api/v1/memory"
 
@@ -31,12 +32,28 @@ async def record(api: Api, body: dict[str, Any], headers: dict[str, str] | None 
     return response
 
 
-async def get(api: Api, memory_id: str, **params: Any) -> dict[str, Any]:
+async def get(api: Api, memory_id: str, position: str | None = None, **params: Any) -> Any:
+    """The memory's detail, read once the projections reached ``position`` (if given)."""
+    if position is not None:
+        params["wait_for"] = position
     response = await api.client.get(
         f"{BASE}/{memory_id}", params=params, headers=api.auth("viewer")
     )
     assert response.status_code == 200, response.text
+    assert response.headers["ETag"] == f'"{response.json()["version"]}"'
     return dict(response.json())
+
+
+async def settled_events(api: Api) -> int:
+    """The memory log's size once every projection has caught up with it."""
+    count = await memory_events(api)
+    [(position,)] = await api.fetch("SELECT coalesce(max(notification_id), 0) FROM memory_events")
+    response = await api.client.get(
+        f"{BASE}/search", params={"q": "x", "wait_for": f"memory:{position}"},
+        headers=api.auth("viewer"),
+    )  # fmt: skip
+    assert response.status_code == 200, response.text
+    return count
 
 
 async def search(api: Api, position: str, **params: Any) -> list[dict[str, Any]]:
@@ -173,24 +190,20 @@ async def test_search_ranks_the_best_match_first_and_the_stronger_of_equals(api:
     ]
     excluded = await search(api, position, q="volatility -energy")
     assert [h["id"] for h in excluded] == [best["id"]]
-    # a hit is reinforced by access once an hour at most
-    await asyncio.sleep(0.5)
-    first = await get(api, best["id"])
-    assert first["strength"]["accesses"] == 1
-    await search(api, position, q="volatility")
-    await asyncio.sleep(0.5)
-    assert (await get(api, best["id"]))["strength"]["accesses"] == 1
+    # a reader's searches reinforce nothing
+    assert (await get(api, best["id"], position))["strength"]["accesses"] == 0
 
 
 async def test_strength_rises_after_feedback_and_as_of_reproduces_it(api: Api) -> None:
-    created = (await record(api, memory(importance=0.5))).json()
-    before = await get(api, created["id"])
+    recorded = await record(api, memory(importance=0.5))
+    created = recorded.json()
+    before = await get(api, created["id"], recorded.headers["Aimm-Position"])
     at = before["strength"]["as_of"]
     response = await api.client.post(
         f"{BASE}/{created['id']}/reinforce", json={"value": 1.0}, headers=api.auth("operator")
     )
     assert response.status_code == 200, response.text
-    after = await get(api, created["id"])
+    after = await get(api, created["id"], response.headers["Aimm-Position"])
     assert after["strength"]["stability_days"] == pytest.approx(2 * (1 + 29 * 0.5))
     assert after["strength"]["feedback"] == 1
     # the state as of the first read gives exactly the strength read then
@@ -223,7 +236,7 @@ async def test_an_invalidated_memory_leaves_search_and_graph_and_comes_back(api:
         kept["id"]
     ]
     assert (await graph(api, "agent-a", position))["nodes"] == []
-    shown = await get(api, kept["id"])
+    shown = await get(api, kept["id"], position)
     assert shown["status"] == "invalidated"
     assert shown["invalidation"]["reason"] == "outdated"
     response = await api.client.post(
@@ -262,31 +275,17 @@ async def test_an_erased_memory_leaves_no_trace_of_its_text_anywhere(api: Api) -
     )  # fmt: skip
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "erased"
-    await search(api, response.headers["Aimm-Position"], q="note")
-    shown = await get(api, erased["id"])
+    shown = await get(api, erased["id"], response.headers["Aimm-Position"])
     assert shown["status"] == "erased"
     assert shown["content"] is None
     assert shown["entities"] == []
     assert shown["history"][-1]["type"] == "Memory.Erased"
     assert shown["history"][-1]["principal"] == "test-operator"
     assert shown["history"][-1]["detail"]["reason"] == "GDPR request"
-    # every text-like column of every table, the event logs included
+    # every column of every table, the event logs included (bytea decoded as bytes)
     conn = await asyncpg.connect(api.url)
     try:
-        columns = await conn.fetch(
-            "SELECT table_schema, table_name, column_name FROM information_schema.columns "
-            "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') "
-            "AND data_type IN ('text', 'character varying', 'bytea', 'jsonb', 'json', "
-            "'ARRAY', 'tsvector')"
-        )
-        assert len(columns) > 20
-        for c in columns:
-            found = await conn.fetchval(
-                f'SELECT count(*) FROM "{c["table_schema"]}"."{c["table_name"]}" '
-                f'WHERE position($1 in "{c["column_name"]}"::text) > 0',
-                secret,
-            )
-            assert found == 0, f"{c['table_name']}.{c['column_name']} still holds the text"
+        assert await database_occurrences(conn, secret) == set()
         keys = await conn.fetchval(
             "SELECT count(*) FROM memory_keys WHERE memory_id = $1::uuid", erased["id"]
         )
@@ -305,8 +304,9 @@ async def test_an_erased_memory_leaves_no_trace_of_its_text_anywhere(api: Api) -
 
 async def test_a_newer_memory_supersedes_an_older_one(api: Api) -> None:
     old = (await record(api, memory(content="Fed holds rates"))).json()
-    new = (await record(api, memory(content="Fed cuts rates", supersedes=old["id"]))).json()
-    shown = await get(api, old["id"])
+    newer = await record(api, memory(content="Fed cuts rates", supersedes=old["id"]))
+    new = newer.json()
+    shown = await get(api, old["id"], newer.headers["Aimm-Position"])
     assert shown["status"] == "invalidated"
     assert shown["invalidation"]["superseded_by"] == new["id"]
     position = (await record(api, memory(content="later"))).headers["Aimm-Position"]
@@ -329,7 +329,7 @@ async def test_graph_timeline_and_forget(api: Api) -> None:
                    relations=[{"subject": "AAPL", "predicate": "depends_on", "object": "TSMC"}]),
         )
     ).json()  # fmt: skip
-    mid = (await get(api, first["id"]))["created_at"]
+    mid = (await get(api, first["id"]))["created_at"]  # read at once: waits for its projection
     await asyncio.sleep(0.05)
     second = await record(api, memory(content="$AAPL buyback announced", importance=0.9))
     position = second.headers["Aimm-Position"]
@@ -368,13 +368,15 @@ async def test_graph_timeline_and_forget(api: Api) -> None:
         headers=api.auth("operator"),
     )  # fmt: skip
     assert [i["id"] for i in dry.json()["items"]] == [first["id"]]
+    assert dry.json()["next_cursor"] is None
     assert (await get(api, first["id"]))["status"] == "active"
     done = await api.client.post(
         f"{BASE}/agents/agent-a/forget", json={"max_strength": 0.6, "reason": "weak"},
         headers=api.auth("operator"),
     )  # fmt: skip
     assert done.json()["count"] == 1
-    assert (await get(api, first["id"]))["invalidation"]["reason"] == "weak"
+    weak = await get(api, first["id"], done.headers["Aimm-Position"])
+    assert weak["invalidation"]["reason"] == "weak"
     is_problem(
         await api.client.post(f"{BASE}/agents/agent-a/forget", json={},
                               headers=api.auth("operator")), 400,
@@ -395,3 +397,138 @@ async def test_the_memory_and_ml_endpoints_are_in_the_openapi_schema(api: Api) -
     } <= set(paths)  # fmt: skip
     body = paths[f"{BASE}/batch"]["post"]["requestBody"]
     assert body["content"]["application/json"]["schema"]
+
+
+async def test_a_readers_search_appends_nothing_and_an_agents_reinforces_once_an_hour(
+    api: Api, agent_key: dict[str, str]
+) -> None:
+    hit = await record(api, memory(content="Copper squeeze in Shanghai"))
+    position = hit.headers["Aimm-Position"]
+    before = await settled_events(api)
+    auditor = await api.key_for("auditor", name="test-auditor-2")
+    for headers in (api.auth("viewer"), {"Authorization": f"Bearer {auditor}"}):
+        found = await api.client.get(
+            f"{BASE}/search", params={"q": "copper", "wait_for": position}, headers=headers
+        )
+        assert found.status_code == 200, found.text
+        assert [h["id"] for h in found.json()["items"]] == [hit.json()["id"]]
+        assert "Aimm-Position" not in found.headers
+        asking = await api.client.get(
+            f"{BASE}/search", params={"q": "copper", "reinforce": "true"}, headers=headers
+        )
+        is_problem(asking, 403)
+    assert await settled_events(api) == before
+    # an agent's search is a retrieval for use: it reinforces, and says where in the log
+    used = await api.client.get(f"{BASE}/search", params={"q": "copper"}, headers=agent_key)
+    assert used.status_code == 200, used.text
+    shown = await get(api, hit.json()["id"], used.headers["Aimm-Position"])
+    assert shown["strength"]["accesses"] == 1
+    assert shown["history"][-1]["principal"] == "test-agent"
+    # once an hour at most; and an operator may ask for it explicitly
+    again = await api.client.get(f"{BASE}/search", params={"q": "copper"}, headers=agent_key)
+    assert "Aimm-Position" not in again.headers
+    explicit = await api.client.get(
+        f"{BASE}/search", params={"q": "copper", "reinforce": "true"}, headers=api.auth("operator")
+    )
+    assert explicit.status_code == 200
+    assert await memory_events(api) == before + 1
+    opted_out = await api.client.get(
+        f"{BASE}/search", params={"q": "copper", "reinforce": "false"}, headers=agent_key
+    )
+    assert opted_out.status_code == 200 and "Aimm-Position" not in opted_out.headers
+
+
+@pytest.mark.parametrize(
+    "payload",
+    ["<img src=x onerror=alert(1)> copper", "copper </mark><script>alert(1)</script>"],
+)
+async def test_search_snippets_are_escaped_and_only_our_marks_are_markup(
+    api: Api, payload: str
+) -> None:
+    position = (await record(api, memory(content=payload))).headers["Aimm-Position"]
+    [hit] = await search(api, position, q="copper")
+    snippet = hit["snippet"]
+    assert "<img" not in snippet and "<script" not in snippet
+    assert snippet.replace("<mark>", "").replace("</mark>", "").count("<") == 0
+    assert "<mark>copper</mark>" in snippet
+    # what ts_headline keeps of the markup is text: escaped, never live
+    assert snippet.count("<mark>") == snippet.count("</mark>") == 1
+
+
+async def test_search_is_cursor_paginated(api: Api) -> None:
+    ids = set()
+    for i in range(5):
+        response = await record(api, memory(content=f"Nickel note {i}", importance=i / 5))
+        ids.add(response.json()["id"])
+    position = response.headers["Aimm-Position"]
+    seen: list[str] = []
+    params: dict[str, Any] = {"q": "nickel", "limit": 2, "wait_for": position}
+    while True:
+        page = await api.client.get(f"{BASE}/search", params=params, headers=api.auth("viewer"))
+        assert page.status_code == 200, page.text
+        body = page.json()
+        seen += [h["id"] for h in body["items"]]
+        if body["next_cursor"] is None:
+            break
+        params = {"q": "nickel", "limit": 2, "cursor": body["next_cursor"]}
+    assert len(seen) == 5 and set(seen) == ids
+    scores = [h["score"]["score"] for h in (await search(api, position, q="nickel", limit=5))]
+    assert scores == sorted(scores, reverse=True)
+    is_problem(
+        await api.client.get(f"{BASE}/search", params={"q": "nickel", "cursor": "bm90LWEtbGlzdA"},
+                             headers=api.auth("viewer")), 400,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "params", "body"),
+    [
+        ("GET", "/agents/agent-a", {"as_of": "0.5"}, None),
+        ("GET", "/agents/agent-a/timeline", {"start": "0.5"}, None),
+        ("GET", "/search", {"q": "x", "start": "0.5"}, None),
+        ("GET", "/search", {"q": "x", "end": "1700000000"}, None),
+        ("POST", "/agents/agent-a/forget", None, {"max_strength": 0.5, "dry_run": "true"}),
+        ("POST", "/agents/agent-a/forget", None, {"max_strength": "0.5", "dry_run": True}),
+        ("POST", "", None, {"agent_id": "agent-a", "content": "x", "importance": "0.5"}),
+    ],
+)
+async def test_parameters_of_the_wrong_type_are_400(
+    api: Api, method: str, path: str, params: Any, body: Any
+) -> None:
+    response = await api.client.request(
+        method, f"{BASE}{path}", params=params, json=body, headers=api.auth("operator")
+    )
+    is_problem(response, 400)
+    assert await memory_events(api) == 0
+
+
+async def test_forget_runs_in_pages_and_an_idempotent_retry_appends_nothing(api: Api) -> None:
+    for i in range(5):
+        response = await record(api, memory(content=f"Zinc note {i}", importance=0.1))
+    position = response.headers["Aimm-Position"]
+    await search(api, position, q="zinc")  # the projection has them all
+    url = f"{BASE}/agents/agent-a/forget"
+    headers = {**api.auth("operator"), "Idempotency-Key": "forget-1"}
+    first = await api.client.post(url, json={"max_strength": 0.6, "limit": 2}, headers=headers)
+    assert first.status_code == 200, first.text
+    assert first.json()["count"] == 2 and first.json()["next_cursor"] is not None
+    events = await memory_events(api)
+    retry = await api.client.post(url, json={"max_strength": 0.6, "limit": 2}, headers=headers)
+    assert retry.json() == first.json()
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    assert await memory_events(api) == events
+    done = [i["id"] for i in first.json()["items"]]
+    cursor = first.json()["next_cursor"]
+    while cursor is not None:
+        page = await api.client.post(
+            url, json={"max_strength": 0.6, "limit": 2, "cursor": cursor},
+            headers=api.auth("operator"),
+        )  # fmt: skip
+        assert page.status_code == 200, page.text
+        done += [i["id"] for i in page.json()["items"]]
+        cursor = page.json()["next_cursor"]
+    assert len(set(done)) == 5
+    invalidated = await api.fetch(
+        "SELECT count(*) FROM memory_events WHERE topic LIKE '%Memory.Invalidated'"
+    )
+    assert invalidated[0][0] == 5

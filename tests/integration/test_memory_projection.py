@@ -16,6 +16,7 @@ from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
+from eventsourcing.persistence import OperationalError
 
 from application.contexts import Contexts
 from domain.base import Aggregate
@@ -28,10 +29,11 @@ from infrastructure.memory_keys import PostgresKeyVault, fetch_keys
 from infrastructure.postgres import create_pool, eventsourcing_env
 from infrastructure.schema import migrate
 from infrastructure.wiring import build_contexts
-from projections import memory as views
+from projections import memory_queries as views
 from projections.engine import Projector, rebuild
 from projections.memory import MemoryViews
 from projections.memory_graph import build_graph
+from projections.memory_search import search
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
 HOUR = timedelta(hours=1)
@@ -82,6 +84,11 @@ class World:
             action(memory)
         self.contexts.memory.save(memory)
 
+    def erase(self, memory_id: UUID, reason: str, principal: str = "dpo") -> None:
+        """Erase through the command, which destroys the key (the projection does not)."""
+        with acting_as(principal, f"corr-{uuid4()}"):
+            self.contexts.memory.erase(memory_id, reason, lambda m: (200, {"id": str(m.id)}))
+
     def memory(self, memory_id: UUID) -> Memory:
         memory = self.contexts.memory.repository.get(memory_id)
         assert isinstance(memory, Memory)
@@ -130,12 +137,12 @@ async def test_search_ranks_the_best_keyword_match_first_then_the_stronger(world
     await world.project()
     now = T0 + HOUR
 
-    hits = await views.search(world.conn, q="rate hike", now=now)
+    hits = await search(world.conn, q="rate hike", now=now)
     assert ids(hits) == [three, one]
     assert hits[0]["text_rank"] > hits[1]["text_rank"] > 0
     assert hits[0]["strength"] == pytest.approx(hits[1]["strength"])
 
-    hits = await views.search(world.conn, q="liquidity", now=now)
+    hits = await search(world.conn, q="liquidity", now=now)
     assert ids(hits) == [strong, weak]
     assert hits[0]["text_rank"] == pytest.approx(hits[1]["text_rank"])
     assert hits[0]["strength"] > hits[1]["strength"]
@@ -144,9 +151,9 @@ async def test_search_ranks_the_best_keyword_match_first_then_the_stronger(world
         assert h["score"] == pytest.approx(h["relevance"] * (0.5 + 0.5 * h["strength"]))
         assert h["snippet"].startswith("<mark>Liquidity</mark> dried up")
         assert (h["agent_id"], h["kind"], h["status"]) == (AGENT, "observation", "active")
-    assert await views.search(world.conn, q="liquidity", now=now, agent_id="agent-2") == []
-    assert await views.search(world.conn, q="liquidity", now=now, kind="plan") == []
-    assert ids(await views.search(world.conn, q="liquidity", now=now, limit=1)) == [strong]
+    assert await search(world.conn, q="liquidity", now=now, agent_id="agent-2") == []
+    assert await search(world.conn, q="liquidity", now=now, kind="plan") == []
+    assert ids(await search(world.conn, q="liquidity", now=now, limit=1)) == [strong]
 
 
 async def test_partial_words_match_by_trigram_and_operators_are_full_text_only(
@@ -160,32 +167,32 @@ async def test_partial_words_match_by_trigram_and_operators_are_full_text_only(
     await world.project()
     now = T0 + HOUR
 
-    assert ids(await views.search(world.conn, q="volatil", now=now)) == [vol]
+    assert ids(await search(world.conn, q="volatil", now=now)) == [vol]
     # "volati" and the misspelt "volatilty" are no word of any memory: each is expanded
     # to the vocabulary's "volatility" (prefix, trigram similarity), then matched.
     for partial in ("volati", "volatilty"):
-        (hit,) = await views.search(world.conn, q=partial, now=now)
+        (hit,) = await search(world.conn, q=partial, now=now)
         assert hit["id"] == vol
         assert hit["text_rank"] > 0
         assert 0.3 < hit["trigram"] < 1
         assert hit["relevance"] == pytest.approx(hit["text_rank"] + 0.5 * hit["trigram"])
         assert "<mark>volatility</mark>" in hit["snippet"]
-    (exact,) = await views.search(world.conn, q="volatility", now=now)
+    (exact,) = await search(world.conn, q="volatility", now=now)
     assert exact["trigram"] == 0
 
-    assert set(ids(await views.search(world.conn, q="markets", now=now))) == {bonds, equity}
+    assert set(ids(await search(world.conn, q="markets", now=now))) == {bonds, equity}
     # The bond memory matches "markets" by trigram too: an exclusion must not let it back.
-    assert ids(await views.search(world.conn, q="markets -bond", now=now)) == [equity]
-    assert set(ids(await views.search(world.conn, q="rate hike", now=now))) == {phrase, apart}
-    (hit,) = await views.search(world.conn, q='"rate hike"', now=now)
+    assert ids(await search(world.conn, q="markets -bond", now=now)) == [equity]
+    assert set(ids(await search(world.conn, q="rate hike", now=now))) == {phrase, apart}
+    (hit,) = await search(world.conn, q='"rate hike"', now=now)
     assert hit["id"] == phrase
     assert hit["trigram"] == 0
     assert "<mark>rate</mark> <mark>hike</mark>" in hit["snippet"]
-    assert set(ids(await views.search(world.conn, q="volatility or bond", now=now))) == {
+    assert set(ids(await search(world.conn, q="volatility or bond", now=now))) == {
         vol,
         bonds,
     }
-    assert await views.search(world.conn, q="   ", now=now) == []
+    assert await search(world.conn, q="   ", now=now) == []
 
 
 async def test_invalidated_memories_leave_search_and_graph_until_restored(world: World) -> None:
@@ -196,7 +203,7 @@ async def test_invalidated_memories_leave_search_and_graph_until_restored(world:
     now = T0 + HOUR
 
     async def found(include_invalidated: bool = False) -> tuple[list[UUID], list[UUID]]:
-        hits = await views.search(
+        hits = await search(
             world.conn, q="copper", now=now, include_invalidated=include_invalidated
         )
         rows = await views.graph_rows(
@@ -276,13 +283,13 @@ async def test_erasure_leaves_no_trace_of_the_text_anywhere_in_the_database(
         ("public.rm_memory_entities", "name"),
         ("public.rm_memory_relations", "subject"),
     } <= before
-    assert ids(await views.search(world.conn, q=word, now=world.clock.now)) == [secret]
+    assert ids(await search(world.conn, q=word, now=world.clock.now)) == [secret]
 
     world.clock.advance(HOUR)
-    world.act(secret, lambda m: m.erase("right to erasure request 17"), "dpo")
+    world.erase(secret, "right to erasure request 17")
     # Recorded and erased in one batch: its text never reaches the read model.
     brief = world.record(f"A {word} note erased at once", tags=[word])
-    world.act(brief, lambda m: m.erase("recorded by mistake"), "dpo")
+    world.erase(brief, "recorded by mistake")
     await world.project()
 
     assert await database_occurrences(world.conn, word) == set()
@@ -305,7 +312,7 @@ async def test_erasure_leaves_no_trace_of_the_text_anywhere_in_the_database(
     assert await views.entities_of(world.conn, [secret, brief]) == []
     assert await views.relations_of(world.conn, [secret, brief]) == []
     assert [r["name"] for r in await views.entities_of(world.conn, [kept])] == ["Zurich"]
-    assert await views.search(world.conn, q=word, now=world.clock.now) == []
+    assert await search(world.conn, q=word, now=world.clock.now) == []
     graph = await views.graph_rows(world.conn, agent_id=AGENT, now=world.clock.now)
     assert ids(graph) == [kept]
     marks = await world.conn.fetch(
@@ -596,3 +603,45 @@ async def test_a_rebuild_gives_the_same_rows_as_small_live_batches(world: World)
         sorted(r["status"] for r in statuses)
         == ["active"] * 4 + ["erased"] * 2 + ["invalidated"] * 2
     )
+
+
+async def test_the_projection_drops_an_erased_memorys_rows_but_never_touches_its_key(
+    world: World,
+) -> None:
+    """Key destruction is the erase command's; the projection only drops rows."""
+    memory_id = world.record("The Oslo desk note", entities=[{"name": "Oslo"}])
+    await world.project()
+    world.act(memory_id, lambda m: m.erase("straight to the log"), "dpo")  # not the command
+    await world.project()
+    row = await views.get_memory(world.conn, memory_id)
+    assert row is not None
+    assert (row["status"], row["content"]) == ("erased", None)
+    assert await views.entities_of(world.conn, [memory_id]) == []
+    assert set(await fetch_keys(world.conn, [memory_id])) == {memory_id}
+
+
+async def test_erase_destroys_the_key_first_and_a_failed_save_is_completed_by_a_retry(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    memory_id = world.record("The Lima desk note")
+    await world.project()
+    app = world.contexts.memory
+
+    def unavailable(*_: Any, **__: Any) -> Any:
+        raise OperationalError("the database went away")
+
+    monkeypatch.setattr(app, "save", unavailable)
+    with pytest.raises(OperationalError):
+        world.erase(memory_id, "erase me")
+    # The key went first: the log's sealed text is unreadable although the save failed.
+    assert await fetch_keys(world.conn, [memory_id]) == {}
+    assert world.memory(memory_id).erased is False
+    monkeypatch.undo()
+    world.erase(memory_id, "erase me")  # the rule: a failed erasure is retried
+    await world.project()
+    assert world.memory(memory_id).erased is True
+    row = await views.get_memory(world.conn, memory_id)
+    assert row is not None
+    assert (row["status"], row["content"]) == ("erased", None)
+    world.erase(memory_id, "again")  # idempotent: nothing more is saved
+    assert world.memory(memory_id).version == 2
