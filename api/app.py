@@ -13,8 +13,8 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.spec import Components, SecurityScheme
 from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig
 
 from api.auth import authentication_middleware, correlation_middleware
@@ -33,7 +33,8 @@ from infrastructure.schema import migrate
 from infrastructure.settings import Settings
 from infrastructure.wiring import build_contexts
 from projections.catalog import all_projections
-from projections.engine import Projector
+from projections.positions import ProjectionWatcher
+from projections.projector import Projector
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,9 @@ def create_app(settings: Settings, database_url: str, *, run_projector: bool = F
         app.state.contexts = contexts
         app.state.key_cache = KeyCache(pool)
         await app.state.key_cache.start()
+        # one LISTEN connection per process wakes every read-your-writes wait and stream
+        app.state.watcher = ProjectionWatcher(pool, database_url)
+        await app.state.watcher.start()
         stop = asyncio.Event()
         task = None
         if run_projector:
@@ -75,6 +79,7 @@ def create_app(settings: Settings, database_url: str, *, run_projector: bool = F
             if task is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(task, timeout=10)
+            await app.state.watcher.stop()
             await app.state.key_cache.stop()
             await anyio.to_thread.run_sync(contexts.close)
             await pool.close()

@@ -145,7 +145,7 @@ def serve(projector: bool) -> None:
 def run_projector(batch_size: int | None) -> None:
     """Keep the read models up to date with the event logs until stopped."""
     from projections.catalog import all_projections
-    from projections.engine import DEFAULT_BATCH, Projector
+    from projections.projector import DEFAULT_BATCH, Projector
 
     run_until_signalled(
         load_settings(),
@@ -408,7 +408,7 @@ def projections_status() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from projections.engine import status
+    from projections.positions import status
 
     rows = on_connection(load_settings(), status)
     table = Table("projection", "context", "position", "head", "lag", "updated")
@@ -449,7 +449,7 @@ def projections_rebuild(as_of: str | None, names: tuple[str, ...]) -> None:
     from infrastructure.schema import migrate as run_migrate
     from projections.audit_chain import AuditChain, verify
     from projections.catalog import all_projections
-    from projections.engine import rebuild_many
+    from projections.rebuild import rebuild_many
 
     settings = load_settings()
     cutoff = parse_time(as_of)

@@ -9,7 +9,7 @@ from litestar.params import Parameter
 
 from api.errors import ProblemError
 from application.contexts import CONTEXTS
-from projections.engine import wait_for_position
+from projections.positions import ProjectionWatcher
 
 WAIT_TIMEOUT = 5.0
 
@@ -37,8 +37,8 @@ def parse_position(text: str) -> tuple[str, int]:
 
 async def reached(request: Request[Any, Any, Any], context: str, position: int) -> bool:
     """Whether every projection of ``context`` reaches ``position`` within the timeout."""
-    async with request.app.state.pool.acquire() as conn:
-        return await wait_for_position(conn, context, position, WAIT_TIMEOUT)
+    watcher: ProjectionWatcher = request.app.state.watcher
+    return await watcher.wait_until(context, position, WAIT_TIMEOUT)
 
 
 async def wait_for(request: Request[Any, Any, Any], wait_for: str | None) -> None:

@@ -29,6 +29,7 @@ from eventsourcing.projection import EventSourcedProjection, EventSourcedProject
 from eventsourcing.utils import get_topic
 
 from application.registry import MODEL_NAME_SCOPE
+from application.retry import run_until_stopped
 from application.training import TrainingApplication
 from domain.claims import UniqueClaim, claim_id
 from domain.metadata import acting_as
@@ -119,16 +120,18 @@ class ModelRegistrar(EventSourcedProjection[UUID]):
         processing_event.collect_events(*pending)
 
 
-def run_registrar(env: dict[str, str], stopping: threading.Event, backoff: float = 1.0) -> None:
-    """Follow the training log until ``stopping`` is set; restart after any error
-    (a concurrent write to the same model, a database restart) from the tracked position."""
-    while not stopping.is_set():
-        try:
-            with EventSourcedProjectionRunner(
-                application_class=TrainingApplication, projection_class=ModelRegistrar, env=env
-            ) as runner:
-                while not stopping.is_set() and not runner.is_interrupted.is_set():
-                    runner.run_forever(timeout=0.5)
-        except Exception:
-            log.warning("model registrar stopped on an error; restarting", exc_info=True)
-        stopping.wait(backoff)
+def run_registrar(env: dict[str, str], stopping: threading.Event) -> None:
+    """Follow the training log until ``stopping`` is set; after any error (a concurrent
+    write to the same model, the database going away) start again from the tracked
+    position, with backoff (``application.retry``)."""
+
+    def follow() -> None:
+        with EventSourcedProjectionRunner(
+            application_class=TrainingApplication, projection_class=ModelRegistrar, env=env
+        ) as runner:
+            while not stopping.is_set():
+                if runner.is_interrupted.is_set():
+                    raise RuntimeError("the registrar's runner stopped")
+                runner.run_forever(timeout=0.5)
+
+    run_until_stopped(log, "model registrar", stopping, follow)

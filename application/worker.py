@@ -42,6 +42,7 @@ from application.ports import (
     TrainerFactory,
     TrainingData,
 )
+from application.retry import run_until_stopped
 from application.training import MODEL_MEDIA_TYPE, TrainingApplication
 from domain.artifacts import content_hash
 from domain.metadata import acting_as
@@ -95,15 +96,21 @@ class _Heartbeat:
         self._thread.join()
 
     def _beat(self) -> None:
+        what = f"lease heartbeat for {self.lease.run_id}"
         while not self._stop.wait(self.interval):
-            try:
-                if not self.queue.renew(self.lease):
-                    self.lost.set()
-                    return
-                if self.queue.version_of(self.lease.run_id) > self.known_version:
-                    self.changed.set()
-            except Exception:
-                log.warning("heartbeat for %s failed; retrying", self.lease.run_id, exc_info=True)
+            # While the database is away, retried with backoff (application.retry); a
+            # lease that expired meanwhile and was taken over is lost when it is back.
+            renewed = run_until_stopped(log, what, self._stop, self._renew)
+            if renewed is False:
+                self.lost.set()
+                return
+
+    def _renew(self) -> bool:
+        if not self.queue.renew(self.lease):
+            return False
+        if self.queue.version_of(self.lease.run_id) > self.known_version:
+            self.changed.set()
+        return True
 
 
 class TrainingWorker:
@@ -130,12 +137,11 @@ class TrainingWorker:
 
     def run(self, stopping: threading.Event) -> None:
         """Claim and train runs until ``stopping`` is set (checked between runs)."""
+        what = f"worker {self.name}: claim or run"
         while not stopping.is_set():
-            try:
-                worked = self.run_once()
-            except Exception:
-                log.exception("worker %s: claim or run failed; retrying", self.name)
-                worked = False
+            # A failure (the database went away) is retried with backoff; the claim is
+            # re-read from the queue, so the loop resumes where it was.
+            worked = run_until_stopped(log, what, stopping, self.run_once)
             if not worked:
                 stopping.wait(self.poll_seconds)
 

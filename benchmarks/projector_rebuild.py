@@ -43,8 +43,8 @@ from domain.registry.model import Model
 from infrastructure.postgres import create_pool, eventsourcing_env
 from infrastructure.schema import migrate
 from projections.catalog import all_projections
-from projections.engine import REBUILD_BATCH, rebuild, rebuild_many
 from projections.events import SELECT_COLUMNS, events_table
+from projections.rebuild import REBUILD_BATCH, rebuild, rebuild_many
 
 CONTEXT = "registry"
 GOAL_VS_RUNNER = 50.0

@@ -40,7 +40,7 @@ from infrastructure.postgres import create_pool, eventsourcing_env
 from infrastructure.schema import migrate
 from infrastructure.wiring import build_contexts, datastore_of, jax_trainer, job_queue
 from projections.catalog import by_name
-from projections.engine import Projector
+from projections.projector import Projector
 
 GOAL_TRAINING = 0.9
 

@@ -15,6 +15,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 
 from application.contexts import CONTEXTS
+from application.retry import run_async_until_stopped
 from projections.events import Event, envelope, event_id, events_table, read_events
 
 log = logging.getLogger(__name__)
@@ -255,7 +256,16 @@ class KafkaRelay:
     async def run(
         self, stop: asyncio.Event, idle_timeout: float = 1.0, max_backoff: float = 10.0
     ) -> None:
-        """Lead (or wait to), catch up, then follow the logs until ``stop`` is set."""
+        """Lead (or wait to), catch up, then follow the logs until ``stop`` is set.
+
+        The database going away ends a session (and its leader lock, held by the
+        session's connection); a new one starts with backoff (``application.retry``)
+        and resumes from the stored positions."""
+        await run_async_until_stopped(
+            log, "Kafka relay", stop, lambda: self._session(stop, idle_timeout, max_backoff)
+        )
+
+    async def _session(self, stop: asyncio.Event, idle_timeout: float, max_backoff: float) -> None:
         await self.setup()
         conn = await self.pool.acquire()
         try:
@@ -287,11 +297,12 @@ class KafkaRelay:
                 await conn.execute(
                     "SELECT pg_advisory_unlock(hashtextextended($1, 0))", LEADER_LOCK
                 )
-            except (asyncpg.PostgresError, OSError):
+            except Exception:  # noqa: BLE001 - the connection may be gone with the database
                 # A pooled connection must not go back still holding the leader lock.
                 conn.terminate()
             self.leading = False
-            await self.pool.release(conn)
+            with contextlib.suppress(Exception):
+                await self.pool.release(conn)
             await self.close()
 
     async def close(self) -> None:

@@ -9,7 +9,7 @@ import asyncpg
 from infrastructure import job_queue, kafka_relay, keys
 from infrastructure.postgres import ensure_database, eventsourcing_env
 from infrastructure.wiring import build_contexts
-from projections import engine
+from projections import projector
 from projections.catalog import all_projections
 
 
@@ -39,6 +39,6 @@ async def migrate(url: str) -> None:
         await conn.execute(job_queue.DDL)
         # trigram matching for memory search (a trusted extension: the owner may create it)
         await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
-        await engine.setup(conn, all_projections())
+        await projector.setup(conn, all_projections())
     finally:
         await conn.close()

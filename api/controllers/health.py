@@ -10,7 +10,7 @@ from prometheus_client import Gauge
 
 from api.auth import READ
 from api.schemas import Health
-from projections.engine import status
+from projections.positions import status
 
 # Beyond this many unprojected events the service answers, but says it is not ready.
 READY_MAX_LAG = 10_000

@@ -22,7 +22,6 @@ particular to this context (``docs/training.md`` has the whole page):
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import ResponseHeader
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, Schema
-from litestar.params import HeaderParameter, Parameter
+from litestar.params import Body, HeaderParameter, Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from api.auth import READ, WRITE
@@ -55,6 +54,7 @@ from api.contract import (
 )
 from api.errors import ProblemError
 from api.ml_schemas import (
+    CLOSED,
     CompareBest,
     CompareOut,
     DatasetCreate,
@@ -222,7 +222,7 @@ class DatasetController(Controller):
     async def register_dataset(
         self,
         request: Request[Any, Any, Any],
-        data: DatasetCreate,
+        data: Annotated[DatasetCreate, Body(schema_extra=CLOSED)],
         contexts: Contexts,
         idempotency_key: IdempotencyKey = None,
     ) -> Response[DatasetRegistered]:
@@ -355,7 +355,7 @@ class JobController(Controller):
     async def train(
         self,
         request: Request[Any, Any, Any],
-        data: TrainRequest,
+        data: Annotated[TrainRequest, Body(schema_extra=CLOSED)],
         contexts: Contexts,
         idempotency_key: IdempotencyKey = None,
     ) -> Response[JobAccepted]:
@@ -470,6 +470,7 @@ class JobController(Controller):
                 required=False,
                 pattern=r"^[0-9]{1,9}$",
                 description="SSE only: resume after the point with this id",
+                schema_extra={"type": OpenAPIType.STRING, "one_of": None},
             ),
         ] = None,
         wait: WaitFor = None,
@@ -599,10 +600,19 @@ def _comparison(
 async def _stream(
     request: Request[Any, Any, Any], job_id: UUID, after: int
 ) -> AsyncIterator[ServerSentEventMessage]:
-    """Each new point of the job's current attempt, then its final status."""
+    """Each new point of the job's current attempt, then its final status.
+
+    Woken by the projector's notification for the training log (``ProjectionWatcher``),
+    with its timer as the fallback: a point is sent as soon as its batch is projected."""
     pool = request.app.state.pool
+    watcher = request.app.state.watcher
     while True:
-        async with pool.acquire() as conn:
+        heard = watcher.heard("training")
+        # one snapshot: the job's status and its points as of the same projector commit
+        async with (
+            pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
             rows = await views.points(conn, job_id, None, after)
             job = (await views.get_jobs(conn, [job_id]))[0]
         for r in rows:
@@ -629,4 +639,5 @@ async def _stream(
                 id=job["version"],
             )
             return
-        await asyncio.sleep(STREAM_POLL_SECONDS)
+        if not rows:
+            await watcher.advanced("training", since=heard)

@@ -31,7 +31,7 @@ from projections.audit_chain import (
     link,
     verify,
 )
-from projections.engine import Projector
+from projections.projector import Projector
 
 
 @dataclass

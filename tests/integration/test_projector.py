@@ -30,16 +30,10 @@ from infrastructure.wiring import build_contexts
 from projections.audit import AuditIndex
 from projections.audit_chain import AuditChain
 from projections.base import live_tables
-from projections.engine import (
-    Projector,
-    ddl_hash,
-    rebuild,
-    rebuild_many,
-    setup,
-    status,
-    wait_for_position,
-)
 from projections.events import Event, head_position, read_events
+from projections.positions import status, wait_for_position
+from projections.projector import Projector, ddl_hash, setup
+from projections.rebuild import rebuild, rebuild_many
 from projections.registry_models import RegistryModels, split_table
 
 REPO = Path(__file__).resolve().parents[2]
@@ -139,7 +133,7 @@ class EventLedger:
 LEDGER_PROJECTOR = """
 import asyncio, os, signal, sys
 from infrastructure.postgres import create_pool
-from projections.engine import Projector
+from projections.projector import Projector
 from projections.registry_models import RegistryModels
 from tests.integration.test_projector import EventLedger
 
