@@ -162,7 +162,7 @@ async def strict_body(request: Request[Any, Any, Any], kind: type[S]) -> S | Non
     """The body decoded strictly as ``kind`` (None when there is none): the framework's
     own decoding converts "true" to a boolean and "0.5" to a number."""
     raw = await request.body()
-    if not raw.strip():
+    if not raw.strip() or raw.strip() == b"null":  # an optional body may be JSON null
         return None
     try:
         return msgspec.json.decode(raw, type=kind)
@@ -222,7 +222,7 @@ def _drafts(items: list[MemoryIn], prefix: str | None) -> list[Draft]:
         try:
             drafts.append(parse_memory(raw, "" if prefix is None else f"{prefix}[{i}]."))
         except InvalidFieldsError as exc:
-            errors += exc.errors
+            errors += [{"source": "body", **e} for e in exc.errors]
     if errors:
         raise InvalidFieldsError(errors)
     return drafts
@@ -570,7 +570,7 @@ class MemoryController(Controller):
         return Response(shown, headers=etag(shown.version))
 
     @delete(
-        "/{memory_id:uuid}", guards=[WRITE], status_code=200, responses=problems(404, 409),
+        "/{memory_id:uuid}", guards=[WRITE], status_code=200, responses=problems(404, 409, 422),
         response_headers=COMMAND_HEADERS,
     )  # fmt: skip
     async def invalidate(  # noqa: PLR0913
@@ -592,7 +592,7 @@ class MemoryController(Controller):
 
     @post(
         "/{memory_id:uuid}/restore", guards=[WRITE], status_code=200,
-        responses=problems(404, 409), response_headers=COMMAND_HEADERS,
+        responses=problems(404, 409, 422), response_headers=COMMAND_HEADERS,
     )  # fmt: skip
     async def restore(  # noqa: PLR0913
         self,
@@ -612,7 +612,7 @@ class MemoryController(Controller):
 
     @post(
         "/{memory_id:uuid}/reinforce", guards=[WRITE_MEMORY], status_code=200,
-        responses=problems(404, 409), response_headers=COMMAND_HEADERS,
+        responses=problems(404, 409, 422), response_headers=COMMAND_HEADERS,
     )  # fmt: skip
     async def reinforce(  # noqa: PLR0913
         self,
