@@ -119,6 +119,7 @@ IfMatch = Annotated[
         name="If-Match",
         required=False,
         pattern=IF_MATCH_PATTERN,
+        schema_extra={"type": "string", "one_of": None},  # absent or text, never null
         description='The aggregate version the change is based on, as its ETag ("3"). '
         "A stale one is a 409 naming the current version; `*` or none: no check.",
     ),
@@ -129,6 +130,7 @@ IdempotencyKey = Annotated[
         name="Idempotency-Key",
         required=False,
         pattern=IDEMPOTENCY_KEY_PATTERN,
+        schema_extra={"type": "string", "one_of": None},
         description="1-255 visible ASCII characters, unique per caller and request: a retry "
         "with the same key and body returns the first response (`Idempotent-Replayed: "
         "true`) and appends nothing; the same key with another request is a 422.",

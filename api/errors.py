@@ -136,7 +136,8 @@ def on_domain(request: Request[Any, Any, Any], exc: DomainError) -> Response[Any
     if isinstance(exc, NotFoundError):
         return problem(request, HTTP_404_NOT_FOUND, str(exc))
     if isinstance(exc, InvalidFieldsError):
-        return problem(request, HTTP_400_BAD_REQUEST, str(exc), errors=exc.errors)
+        errors = [{"source": "body", **error} for error in exc.errors]  # FieldError
+        return problem(request, HTTP_400_BAD_REQUEST, str(exc), errors=errors)
     if isinstance(exc, ConflictError):
         return problem(request, HTTP_409_CONFLICT, str(exc))
     if isinstance(exc, IdempotencyKeyReusedError):
