@@ -30,11 +30,11 @@ from infrastructure.postgres import create_pool, eventsourcing_env
 from infrastructure.schema import migrate
 from infrastructure.wiring import build_contexts
 from projections import memory_queries as views
-from projections.projector import Projector
-from projections.rebuild import rebuild
 from projections.memory import MemoryViews
 from projections.memory_graph import build_graph
 from projections.memory_search import search
+from projections.projector import Projector
+from projections.rebuild import rebuild
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
 HOUR = timedelta(hours=1)
