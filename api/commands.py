@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
 import anyio.to_thread
 import msgspec
@@ -51,8 +52,15 @@ async def idempotency(
     return Idempotency(
         principal=principal_of(request).name,
         key=key,
-        fingerprint=request_fingerprint(request.method, request.url.path, body),
+        fingerprint=request_fingerprint(request.method, _target(request), body),
     )
+
+
+def _target(request: Request[Any, Any, Any]) -> str:
+    """The path and the query in a canonical order: ``DELETE …?erase=true`` is not the
+    same request as ``DELETE …`` for an Idempotency-Key, whatever the parameters' order."""
+    query = sorted(request.query_params.multi_items())
+    return f"{request.url.path}?{urlencode(query)}" if query else request.url.path
 
 
 def expected_version(request: Request[Any, Any, Any], in_body: int | None) -> int | None:

@@ -163,3 +163,26 @@ async def test_forget_takes_an_idempotency_key_and_no_if_match(api: Api) -> None
     assert await events(api) == after
     other = await api.client.post(url, json={**body, "reason": "other"}, headers=headers)
     assert other.status_code == 422, other.text
+
+
+async def test_an_idempotency_key_is_bound_to_the_query_too(api: Api) -> None:
+    """``DELETE …`` and ``DELETE …?erase=true`` are different requests: reusing the key of an
+    invalidation for an erasure is a 422, never a replay that silently skips the erasure."""
+    memory = await fresh(api)
+    url = f"{BASE}/{memory['id']}"
+    key = {"Idempotency-Key": "query-bound-1"}
+    first = await api.client.delete(url, params={"reason": "x"}, headers=_h(api, key))
+    assert first.status_code == 200, first.text
+    again = await api.client.delete(url, params={"reason": "x"}, headers=_h(api, key))
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    erase = await api.client.delete(
+        url, params={"reason": "x", "erase": "true"}, headers=_h(api, key)
+    )
+    assert erase.status_code == 422, erase.text
+    assert erase.headers["content-type"].startswith("application/problem+json")
+    # the same parameters in another order are the same request
+    other = {"Idempotency-Key": "query-bound-2"}
+    erased = await api.client.delete(f"{url}?reason=y&erase=true", headers=_h(api, other))
+    assert erased.status_code == 200, erased.text
+    reordered = await api.client.delete(f"{url}?erase=true&reason=y", headers=_h(api, other))
+    assert reordered.headers.get("Idempotent-Replayed") == "true", reordered.text
