@@ -38,7 +38,7 @@ from application.base import (
     StoredResponse,
 )
 from application.ports import PayloadStore, Ports, Unwired
-from domain.errors import ConflictError
+from domain.errors import ConflictError, VersionConflictError
 from domain.market_data import (
     Bar,
     ImportOutcome,
@@ -67,16 +67,20 @@ class MarketDataApplication(ContextApplication):
             raise RuntimeError(f"payloads missing for {market.ticker}: {missing}")
         return fold_bars(stored[h] for h in market.imports)
 
-    def import_bars(
+    def import_bars(  # noqa: PLR0913
         self,
         ticker: str,
         rows: Iterable[Any],
         *,
         replace: bool = False,
+        expected_version: int | None = None,
         idem: Idempotency | None = None,
         respond: Callable[[MarketData, ImportOutcome], Response],
     ) -> CommandResult[StoredResponse]:
-        """Import daily bars of ``ticker``: all rows or none (see the module docstring)."""
+        """Import daily bars of ``ticker``: all rows or none (see the module docstring).
+
+        ``expected_version``: the ticker's MarketData version the import is based on (0
+        for a ticker without data); another one is a version conflict."""
         replay = self.idempotent_replay(idem)
         if replay is not None:
             return replay
@@ -86,9 +90,12 @@ class MarketDataApplication(ContextApplication):
         try:
             found: Any = self.repository.get(market_data_id(ticker))
         except AggregateNotFoundError:
+            if expected_version not in (None, 0):
+                raise VersionConflictError(expected_version, 0) from None
             market, current = MarketData.create(ticker), {}
         else:
             assert isinstance(found, MarketData)
+            self.check_expected_version(found, expected_version)
             market, current = found, self.current_bars(found)
         outcome = market.import_bars(bars, current, replace=replace)
         if outcome.changed:
@@ -100,8 +107,10 @@ class MarketDataApplication(ContextApplication):
             [market] if outcome.changed else [],
             idem,
             lambda: respond(market, outcome),
-            lambda: ConflictError(
-                f"another import of {ticker} was recorded at the same time; retry"
+            lambda: (
+                ConflictError(f"another import of {ticker} was recorded at the same time; retry")
+                if expected_version is None
+                else self.version_conflict(market.id, expected_version)
             ),
         )
 

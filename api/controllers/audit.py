@@ -1,4 +1,10 @@
-"""Audit surface for auditors and admins: raw events, as-of replays, chain verification."""
+"""Audit surface for auditors and admins: raw events, as-of replays, chain verification.
+
+The contract (``api/contract.py``, ``docs/audit.md``): reads only, never an event appended;
+the filters' shapes are in the schema (``context`` one of the logs, times RFC 3339 with an
+offset, ``limit``/``cursor`` as on every list). A ``since`` later than ``until`` is an empty
+range, so an empty page — not an error, since no schema can compare two parameters.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +20,10 @@ from litestar.params import FromPath, Parameter
 from msgspec import Struct
 
 from api.auth import AUDIT
-from api.consistency import wait_for
+from api.consistency import WaitFor, wait_for
+from api.contract import problems
 from api.errors import ProblemError
-from api.pagination import DEFAULT_LIMIT, check_limit, decode_cursor, encode_cursor
+from api.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor
 from application.contexts import CONTEXTS, Contexts
 from projections import audit, audit_chain
 from projections.events import Event, envelope
@@ -79,14 +86,22 @@ class ChainReport(Struct):
 # -- query parameters ------------------------------------------------------------------
 
 ContextParam = Annotated[
-    str | None, Parameter(query="context", description=f"one of {', '.join(CONTEXTS)}")
-]
-TimeParam = Annotated[str | None, Parameter(description="ISO 8601 timestamp with a time zone")]
-Text = Annotated[str | None, Parameter(max_length=200)]
-WaitFor = Annotated[
     str | None,
-    Parameter(query="wait_for", description="CONTEXT:POSITION from an Aimm-Position header"),
+    Parameter(
+        query="context",
+        pattern=f"^({'|'.join(CONTEXTS)})$",
+        description=f"one of {', '.join(CONTEXTS)}",
+    ),
 ]
+TimeParam = Annotated[
+    str | None,
+    Parameter(
+        max_length=64,
+        schema_extra={"format": "date-time"},
+        description="RFC 3339 timestamp with its offset, e.g. 2026-11-27T10:00:00Z",
+    ),
+]
+Text = Annotated[str | None, Parameter(max_length=200)]
 
 
 def bad_query(field: str, detail: str) -> ProblemError:
@@ -98,7 +113,7 @@ def bad_query(field: str, detail: str) -> ProblemError:
 def to_instant(text: str) -> datetime | None:
     """The time zone-aware timestamp ``text`` names, if PostgreSQL can store it."""
     try:
-        parsed = datetime.fromisoformat(text)
+        parsed = datetime.fromisoformat(text.upper())
         if parsed.tzinfo is None:
             return None
         parsed.astimezone(UTC)  # out of range once in UTC (year 1 at +14:00, ...)
@@ -213,7 +228,7 @@ class AuditController(Controller):
     tags = ("audit",)
     guards = (AUDIT,)
 
-    @get("/events")
+    @get("/events", responses=problems())
     async def list_events(  # noqa: PLR0913
         self,
         request: Request[Any, Any, Any],
@@ -226,12 +241,13 @@ class AuditController(Controller):
         correlation_id: Text = None,
         since: TimeParam = None,
         until: TimeParam = None,
-        limit: Annotated[int, Parameter(query="limit")] = DEFAULT_LIMIT,
-        cursor: Annotated[str | None, Parameter(query="cursor", max_length=500)] = None,
+        limit: Limit = DEFAULT_LIMIT,
+        cursor: Cursor = None,
         wait: WaitFor = None,
     ) -> AuditEventPage:
         """Stored events with their metadata, filtered, in log order (per context) or by
-        (timestamp, context, position) across contexts; ``since``/``until`` inclusive."""
+        (timestamp, context, position) across contexts; ``since``/``until`` inclusive (a
+        ``since`` later than ``until`` is an empty range)."""
         await wait_for(request, wait)
         filters = audit.EventFilter(
             context=check_context(context),
@@ -242,15 +258,15 @@ class AuditController(Controller):
             since=parse_instant("since", since),
             until=parse_instant("until", until),
         )
-        if filters.since and filters.until and filters.since > filters.until:
-            raise bad_query("since", "since must not be later than until")
         by_context = context is not None
         after = cursor_key(cursor, by_context)
+        if filters.since and filters.until and filters.since > filters.until:
+            return AuditEventPage([], None)
         async with request.app.state.pool.acquire() as conn:
-            events, key = await audit.list_events(conn, filters, after, check_limit(limit))
+            events, key = await audit.list_events(conn, filters, after, limit)
         return AuditEventPage([event_out(e) for e in events], next_cursor(key, by_context))
 
-    @get("/aggregates/{aggregate_id:uuid}")
+    @get("/aggregates/{aggregate_id:uuid}", responses=problems(404))
     async def aggregate_history(
         self,
         request: Request[Any, Any, Any],
@@ -263,7 +279,7 @@ class AuditController(Controller):
             request.app.state.pool, contexts, aggregate_id, parse_instant("as_of", as_of)
         )
 
-    @get("/verify")
+    @get("/verify", responses=problems())
     async def verify(
         self, request: Request[Any, Any, Any], context: ContextParam = None
     ) -> ChainReport:

@@ -1,14 +1,22 @@
-"""Liveness, readiness (database reachable, projection lag) and Prometheus metrics."""
+"""Liveness, readiness (database reachable, projection lag) and Prometheus metrics.
+
+``/health/*`` are open (no key: a load balancer probes them); their OpenAPI operations
+say so with an empty ``security``. ``/metrics`` takes any valid key, agents' included:
+it shows counters and lags, no data of any agent.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from litestar import Controller, Request, Response, get
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import Operation
 from litestar.plugins.prometheus import PrometheusController
 from prometheus_client import Gauge
 
-from api.auth import READ
+from api.contract import problems
 from api.schemas import Health
 from projections.positions import status
 
@@ -36,16 +44,35 @@ async def refresh_projection_gauges(request: Request[Any, Any, Any]) -> dict[str
     return lag
 
 
+@dataclass
+class OpenOperation(Operation):
+    """An operation that needs no credentials: ``security: []`` overrides the document's."""
+
+    def __post_init__(self) -> None:
+        self.security = []
+
+
 class HealthController(Controller):
     path = "/health"
     tags = ["health"]
 
-    @get("/live")
+    @get("/live", operation_class=OpenOperation)
     async def live(self) -> Health:
         """The process is up and serving."""
         return Health(status="ok", checks={"process": "ok"})
 
-    @get("/ready")
+    @get(
+        "/ready",
+        operation_class=OpenOperation,
+        responses={
+            503: ResponseSpec(
+                Health,
+                description="Not ready: the database does not answer, or the projections "
+                "lag too far behind (`checks` says which).",
+                generate_examples=False,
+            )
+        },
+    )
     async def ready(self, request: Request[Any, Any, Any]) -> Response[Health]:
         """Ready when the database answers and the projections are not far behind."""
         try:
@@ -69,10 +96,15 @@ class MetricsController(PrometheusController):
     """Prometheus text format; projection gauges are refreshed on each scrape."""
 
     path = "/metrics"
-    guards = [READ]
 
-    @get(include_in_schema=False)
-    async def get(self, request: Request[Any, Any, Any]) -> Response[Any]:
+    @get(
+        media_type="text/plain",
+        tags=["health"],
+        responses={k: v for k, v in problems().items() if k in (401, 503)},
+    )
+    async def get(self, request: Request[Any, Any, Any]) -> Response[str]:
+        """Prometheus metrics (text exposition format) for any valid key, agents' included;
+        the projection gauges are refreshed on each scrape."""
         await refresh_projection_gauges(request)
-        response: Response[Any] = await super().get.fn(self)
+        response: Response[str] = await super().get.fn(self)
         return response

@@ -197,7 +197,7 @@ async def test_viewer_cannot_import_and_unknown_ticker_is_404(api: Api) -> None:
     is_problem(await post_bars(api, "ACME", ROWS, role="auditor"), 403)
     assert await events(api) == []
     is_problem(await bars(api, "NOPE"), 404)
-    is_problem(await bars(api, "not a ticker!"), 404)
+    is_problem(await bars(api, "not a ticker!"), 400)  # malformed: the path pattern
     assert (await post_bars(api, "ACME", ROWS, role="admin")).status_code == 201
 
 
@@ -221,7 +221,32 @@ async def test_range_query_is_ordered_and_paginated(api: Api) -> None:
             break
     assert seen == [f"2024-02-{d:02d}" for d in range(5, 29)]
     is_problem(await bars(api, "ACME", limit=0), 400)
-    is_problem(await bars(api, "ACME", start="2024-02-10", end="2024-02-01"), 400)
+    is_problem(await bars(api, "ACME", limit=5001), 400)
+    is_problem(await bars(api, "not a ticker!"), 400)
+    empty = await bars(api, "ACME", start="2024-02-10", end="2024-02-01")
+    assert empty.status_code == 200, empty.text
+    assert (empty.json()["items"], empty.json()["next_cursor"]) == ([], None)
+
+
+async def test_if_match_on_the_tickers_market_data(api: Api) -> None:
+    path, operator = f"{BASE}/ACME/bars", api.auth("operator")
+    stale = await api.client.post(
+        path, json={"rows": ROWS}, headers={**operator, "If-Match": '"3"'}
+    )
+    assert is_problem(stale, 409)["current_version"] == 0
+    assert await events(api) == []
+    first = await api.client.post(
+        path, json={"rows": ROWS}, headers={**operator, "If-Match": '"0"'}
+    )
+    assert first.status_code == 201, first.text
+    assert first.headers["etag"] == f'"{first.json()["version"]}"' == '"2"'
+    more = {"rows": [bar("2024-01-05")]}
+    again = await api.client.post(path, json=more, headers={**operator, "If-Match": '"1"'})
+    problem = is_problem(again, 409)
+    assert (problem["current_version"], problem["expected_version"]) == (2, 1)
+    assert len(await events(api)) == 2
+    ok = await api.client.post(path, json=more, headers={**operator, "If-Match": '"2"'})
+    assert ok.status_code == 201 and ok.headers["etag"] == '"3"', ok.text
 
 
 async def test_idempotency_key_replays_the_first_import(api: Api) -> None:
