@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from api.cli import _load_sample_market_data
+from api.cli.dev import load_sample_market_data
 from tests.e2e.test_models_api import is_problem
 from tests.helpers import Api
 
@@ -281,10 +281,10 @@ async def test_a_crash_between_payload_and_event_leaves_no_bars(
 
 
 async def test_sample_data_loads_once_and_is_served(api: Api) -> None:
-    await asyncio.to_thread(_load_sample_market_data, api.url)
+    await asyncio.to_thread(load_sample_market_data, api.url)
     first = await events(api)
     assert len(first) == 4  # Created + BarsImported for SP500 and NASDAQ
-    await asyncio.to_thread(_load_sample_market_data, api.url)  # identical rows: nothing
+    await asyncio.to_thread(load_sample_market_data, api.url)  # identical rows: nothing
     assert len(await events(api)) == 4
     head = await api.fetch("SELECT max(notification_id) AS n FROM predictions_events")
     listing = await api.client.get(

@@ -1,0 +1,125 @@
+"""The long-running processes: ``aimm serve`` (the HTTP API), ``projector``, ``relay``
+and ``worker`` (training jobs, and the registrar process manager). Each runs until
+SIGINT or SIGTERM; ``aimm dev`` supervises one of each."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import click
+
+from api.cli.common import database, load_settings, run_until_signalled
+
+
+@click.command()
+@click.option(
+    "--projector/--no-projector", default=False, help="Also run the projector in-process."
+)
+def serve(projector: bool) -> None:
+    """Run the HTTP API (uvicorn)."""
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = load_settings()
+    with database(settings) as url:
+        app = create_app(settings, url, run_projector=projector)
+        uvicorn.run(
+            app, host=settings.host, port=settings.port, log_level=settings.log_level.lower()
+        )
+
+
+@click.command("projector")
+@click.option(
+    "--batch-size", "batch_size", default=None, type=click.IntRange(min=1),
+    help="Events per transaction (default: the engine's DEFAULT_BATCH).",
+)  # fmt: skip
+def run_projector(batch_size: int | None) -> None:
+    """Keep the read models up to date with the event logs until stopped."""
+    from projections.catalog import all_projections
+    from projections.projector import DEFAULT_BATCH, Projector
+
+    run_until_signalled(
+        load_settings(),
+        4,
+        lambda pool, stop: Projector(pool, all_projections(), batch_size or DEFAULT_BATCH).run(
+            stop
+        ),
+    )
+
+
+@click.command("relay")
+def run_relay() -> None:
+    """Publish every event to Kafka (topics aimm.<context>) until stopped."""
+    settings = load_settings()
+    if settings.kafka_bootstrap is None:
+        raise click.ClickException(
+            "AIMM_KAFKA_BOOTSTRAP is not set: the relay needs a Kafka broker "
+            "(AIMM_KAFKA_BOOTSTRAP=host:port[,host:port])"
+        )
+    bootstrap = settings.kafka_bootstrap
+    from infrastructure.kafka_relay import KafkaRelay
+
+    # One connection holds the leader lock and LISTENs; the others read and record.
+    run_until_signalled(settings, 3, lambda pool, stop: KafkaRelay(pool, bootstrap).run(stop))
+
+
+@click.command("worker")
+@click.option(
+    "--lease-seconds",
+    default=15.0,
+    type=click.FloatRange(min=1.0),
+    envvar="AIMM_WORKER_LEASE_SECONDS",
+    show_default=True,
+    help="How long a claimed job stays leased without a heartbeat.",
+)
+@click.option(
+    "--max-attempts",
+    default=3,
+    type=click.IntRange(min=1),
+    envvar="AIMM_WORKER_MAX_ATTEMPTS",
+    show_default=True,
+    help="Attempts of a job before a lost lease fails it.",
+)
+@click.option(
+    "--registrar/--no-registrar", default=True, show_default=True,
+    help="Also run the process manager registering finished runs in the registry.",
+)  # fmt: skip
+def run_worker(lease_seconds: float, max_attempts: int, registrar: bool) -> None:
+    """Train queued jobs (JAX) until stopped; more workers train more jobs at once."""
+    import threading
+
+    from application.registrar import run_registrar
+    from application.training import TrainingApplication
+    from application.worker import TrainingWorker, tune_process
+    from infrastructure.postgres import eventsourcing_env
+    from infrastructure.schema import migrate as run_migrate
+    from infrastructure.wiring import jax_trainer, job_queue, postgres_ports
+
+    settings = load_settings()
+    tune_process()
+    with database(settings) as url:
+        asyncio.run(run_migrate(url))
+        env = eventsourcing_env(url, pool_size=2)
+        stopping = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stopping.set())
+        threads = []
+        if registrar:
+            threads.append(
+                threading.Thread(target=run_registrar, args=(env, stopping), name="registrar")
+            )
+        training = TrainingApplication(env, postgres_ports())
+        try:
+            queue = job_queue(training, lease_seconds)
+            worker = TrainingWorker(training, queue, jax_trainer, max_attempts=max_attempts)
+            for thread in threads:
+                thread.start()
+            click.echo(f"worker {worker.name} is waiting for training jobs")
+            worker.run(stopping)
+        finally:
+            stopping.set()
+            for thread in threads:
+                thread.join()
+            training.close()
