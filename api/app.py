@@ -18,6 +18,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig
 
 from api.auth import authentication_middleware, correlation_middleware
+from api.contract import ClosedStructs, allow_middleware
 from api.controllers.audit import AuditController
 from api.controllers.health import HealthController, MetricsController
 from api.controllers.market_data import MarketDataController
@@ -92,8 +93,14 @@ def create_app(settings: Settings, database_url: str, *, run_projector: bool = F
     app = Litestar(
         route_handlers=ROUTES,
         lifespan=[lifespan],
-        middleware=[correlation_middleware, prometheus.middleware, authentication_middleware()],
+        middleware=[
+            correlation_middleware,
+            allow_middleware,
+            prometheus.middleware,
+            authentication_middleware(),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
+        plugins=[ClosedStructs()],
         dependencies={"contexts": Provide(provide_contexts, sync_to_thread=False)},
         openapi_config=OpenAPIConfig(
             title="aimm",

@@ -42,10 +42,23 @@ async def reached(request: Request[Any, Any, Any], context: str, position: int) 
 
 
 async def wait_for(request: Request[Any, Any, Any], wait_for: str | None) -> None:
-    """Block until the projections reach ``wait_for``, or answer 503 after a while."""
+    """Block until the projections reach ``wait_for``, or answer 503 after a while.
+
+    A position past the end of the log was returned by no command yet: that is a 503 at
+    once, not after the timeout (the log may still grow to it: retrying can succeed).
+    """
     if wait_for is None:
         return
     context, position = parse_position(wait_for)
+    async with request.app.state.pool.acquire() as conn:
+        head = await conn.fetchval(f"SELECT max(notification_id) FROM {context}_events")
+    if position > (head or 0):
+        raise ProblemError(
+            503,
+            f"{wait_for} is past the end of the {context} log (position {head or 0}): "
+            "no command has returned it",
+            headers={"Retry-After": "1"},
+        )
     if not await reached(request, context, position):
         raise ProblemError(
             503,

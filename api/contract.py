@@ -41,10 +41,16 @@ from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 import asyncpg
+import msgspec
 from litestar import Request
-from litestar.datastructures import ResponseHeader
+from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin
+from litestar.datastructures import MutableScopeHeaders, ResponseHeader
+from litestar.enums import ScopeType
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import Schema
 from litestar.params import HeaderParameter
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.typing import FieldDefinition
 from msgspec import Struct
 
 from api.consistency import WAIT_TIMEOUT, reached
@@ -106,6 +112,79 @@ def problems(*statuses: int) -> dict[int, ResponseSpec]:
         )
         for status in sorted({*BASE_STATUSES, *statuses})
     }
+
+
+# -- OPTIONS ------------------------------------------------------------------------------
+
+
+def allow_middleware(app: ASGIApp) -> ASGIApp:
+    """``OPTIONS`` answers ``Allow`` with every method of the path.
+
+    Litestar 2.25 builds a path's OPTIONS handler with the first handler registered for
+    that path and keeps it when more handlers join the path, so its ``Allow`` lists only
+    the methods known then (``GET, OPTIONS`` for a path that also has DELETE). This sets
+    ``Allow`` from the routes of the finished app instead.
+    """
+    methods: dict[str, str] = {}
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP or scope.get("method") != "OPTIONS":
+            await app(scope, receive, send)
+            return
+        if not methods:
+            for route in scope["litestar_app"].routes:
+                known = getattr(route, "methods", None)
+                if known:
+                    methods[route.path_format] = ", ".join(sorted(known))
+        allow = methods.get(scope.get("path_template", ""))
+
+        async def send_with_allow(message: Message) -> None:
+            if message["type"] == "http.response.start" and allow is not None:
+                MutableScopeHeaders.from_message(message)["Allow"] = allow
+            await send(message)
+
+        await app(scope, receive, send_with_allow)
+
+    return middleware
+
+
+# -- request bodies -----------------------------------------------------------------------
+
+
+class ClosedStructs(StructSchemaPlugin):
+    """Request structs are ``forbid_unknown_fields`` (a typo is a 400 naming the field, not
+    a silently ignored setting); this says so in their schema, ``additionalProperties:
+    false``, which Litestar's own struct plugin leaves out. Registered on the app, it is
+    consulted before the built-in one."""
+
+    def to_openapi_schema(self, field_definition: FieldDefinition, schema_creator: Any) -> Schema:
+        schema = super().to_openapi_schema(field_definition, schema_creator)
+        if field_definition.type_.__struct_config__.forbid_unknown_fields:
+            schema.additional_properties = False
+        _restore_zero_bounds(field_definition.type_, schema)
+        return schema
+
+
+_BOUNDS = {"ge": "minimum", "le": "maximum", "gt": "exclusive_minimum", "lt": "exclusive_maximum"}
+
+
+def _restore_zero_bounds(struct: type[Struct], schema: Schema) -> None:
+    """Litestar leaves a bound of 0 out of an optional field's schema (it tests the bound's
+    truth, not its presence): ``Meta(ge=0)`` on ``float | None`` would document no minimum.
+    Put every zero bound msgspec knows back."""
+    info = msgspec.inspect.type_info(struct)
+    assert isinstance(info, msgspec.inspect.StructType)
+    for field in info.fields:
+        prop = (schema.properties or {}).get(field.encode_name)
+        if not isinstance(prop, Schema):
+            continue
+        members = (
+            field.type.types if isinstance(field.type, msgspec.inspect.UnionType) else (field.type,)
+        )
+        for member in members:
+            for bound, key in _BOUNDS.items():
+                if getattr(member, bound, None) == 0 and getattr(prop, key) is None:
+                    setattr(prop, key, 0)
 
 
 # -- request headers ----------------------------------------------------------------------

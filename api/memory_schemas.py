@@ -26,9 +26,8 @@ from domain.memory.memory import (
     MAX_NAME,
     MAX_RELATIONS,
     MAX_TAGS,
+    NON_BLANK,
 )
-
-NON_BLANK = r"\S"
 
 
 def documented(**schema: Any) -> Meta:

@@ -208,12 +208,8 @@ class DatasetPage(Struct):
     next_cursor: str | None
 
 
-# Unknown fields are refused (a typo is a 400, not a silent default). Litestar does not say
-# so for ``forbid_unknown_fields``: a struct's schema says ``additionalProperties: false``
-# through this extra on a field of that type (not an optional one: there the extra would
-# land beside the ``oneOf``) or through ``Body(schema_extra=CLOSED)`` on a request body.
-CLOSED = {"additional_properties": False}
-Closed = Meta(extra_json_schema={"extra": CLOSED})
+# Unknown fields are refused (a typo is a 400, not a silent default): every request struct
+# is ``forbid_unknown_fields``, which ``api.contract.ClosedStructs`` states in the schema.
 
 
 class HyperparametersIn(Struct, forbid_unknown_fields=True):
@@ -253,9 +249,7 @@ def given(struct: Struct | None) -> dict[str, Any] | None:
 class TrainRequest(Struct, forbid_unknown_fields=True):
     dataset_id: UUID
     model_type: ModelType = "mlp_classifier"
-    hyperparameters: Annotated[HyperparametersIn, Closed] = msgspec.field(
-        default_factory=HyperparametersIn
-    )
+    hyperparameters: HyperparametersIn = msgspec.field(default_factory=HyperparametersIn)
     # Omitted or null: no early stopping; {} turns it on with the defaults.
     early_stopping: EarlyStoppingIn | None = None
     record_every_steps: RecordEverySteps | None = None

@@ -158,14 +158,27 @@ def instants(request: Request[Any, Any, Any], *names: str) -> None:
             ) from None
 
 
+def _integral(value: Any) -> Any:
+    """``value`` with every float that has no fractional part made an int (a float field
+    still takes an int; an int field refuses a float, even ``3.0``, when strict)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _integral(v) for k, v in value.items()}
+    return value
+
+
 async def strict_body(request: Request[Any, Any, Any], kind: type[S]) -> S | None:
     """The body decoded strictly as ``kind`` (None when there is none): the framework's
-    own decoding converts "true" to a boolean and "0.5" to a number."""
+    own decoding converts "true" to a boolean and "0.5" to a number. A number with no
+    fractional part (``3.0``) is an integer, as JSON Schema has it."""
     raw = await request.body()
     if not raw.strip() or raw.strip() == b"null":  # an optional body may be JSON null
         return None
     try:
-        return msgspec.json.decode(raw, type=kind)
+        return msgspec.convert(_integral(msgspec.json.decode(raw)), kind, strict=True)
     except msgspec.ValidationError as exc:
         text = str(exc)
         field = text.rpartition("at `$.")[2].rstrip("`") if "at `$." in text else "body"
@@ -637,7 +650,10 @@ class MemoryController(Controller):
         request: Request[Any, Any, Any],
         agent_id: str,
         contexts: Contexts,
-        min_strength: Annotated[float | None, Parameter(ge=0.0, le=1.0)] = None,
+        min_strength: Annotated[
+            # Litestar drops a zero bound of an optional parameter from the schema
+            float | None, Parameter(ge=0.0, le=1.0, schema_extra={"minimum": 0.0})
+        ] = None,
         include_invalidated: bool = False,
         limit: Annotated[int, Parameter(ge=1, le=MAX_GRAPH)] = 500,
         as_of: Instant = None,

@@ -35,7 +35,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import ResponseHeader
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, Schema
-from litestar.params import Body, HeaderParameter, Parameter
+from litestar.params import HeaderParameter, Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from api.auth import READ, WRITE
@@ -54,7 +54,6 @@ from api.contract import (
 )
 from api.errors import ProblemError
 from api.ml_schemas import (
-    CLOSED,
     CompareBest,
     CompareOut,
     DatasetCreate,
@@ -222,7 +221,7 @@ class DatasetController(Controller):
     async def register_dataset(
         self,
         request: Request[Any, Any, Any],
-        data: Annotated[DatasetCreate, Body(schema_extra=CLOSED)],
+        data: DatasetCreate,
         contexts: Contexts,
         idempotency_key: IdempotencyKey = None,
     ) -> Response[DatasetRegistered]:
@@ -355,7 +354,7 @@ class JobController(Controller):
     async def train(
         self,
         request: Request[Any, Any, Any],
-        data: Annotated[TrainRequest, Body(schema_extra=CLOSED)],
+        data: TrainRequest,
         contexts: Contexts,
         idempotency_key: IdempotencyKey = None,
     ) -> Response[JobAccepted]:

@@ -39,6 +39,15 @@ from domain.memory.strength import (
 )
 
 KINDS: tuple[str, ...] = ("observation", "fact", "reflection", "plan")
+# Text is blank when it holds nothing but white space, as Python's str.strip() and as the
+# OpenAPI document's (ECMAScript) regular expressions each count it: the union of both,
+# written out so the same pattern means the same thing in both dialects.
+NON_BLANK = (
+    r"[^\t\n\v\f\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a"
+    r"\u2028\u2029\u202f\u205f\u3000\ufeff]"
+)
+_NON_BLANK = re.compile(NON_BLANK)
+
 AGENT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,99}$")
 MAX_CONTENT = 10_000
 MAX_ENTITIES = 50
@@ -85,7 +94,7 @@ def _text(
         errors.append({"field": name, "message": "must be text"})
         return ""
     value = raw.strip()
-    if not value and not empty:
+    if not _NON_BLANK.search(raw) and not empty:
         errors.append({"field": name, "message": "must not be empty"})
     elif len(raw) > limit:  # as written, as the OpenAPI document's maxLength counts
         errors.append({"field": name, "message": f"must be at most {limit} characters"})

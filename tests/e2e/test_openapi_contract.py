@@ -47,14 +47,14 @@ class Exclusion:
 # (404, already expected by schemathesis): those are answers about the state, not about
 # the request's shape, and no JSON Schema can express them.
 POSITIVE = ("2xx", "401", "403", "404", "409", "503")
+# For each operation and check, the first row that matches decides: specific rows first.
 EXCLUSIONS: list[Exclusion] = [
     Exclusion(
-        operations=r"^(POST|PATCH|PUT|DELETE) ",
+        operations=r"^POST /api/v1/memory/agents/\{agent_id\}/forget$",
         check="positive_data_acceptance",
-        expected_statuses=(*POSITIVE, "422"),
-        reason="a command on well-formed input can still be refused by a domain rule that "
-        "depends on the stored state (deploying an archived version, a classifier on a "
-        "return dataset, rows that contradict stored bars): 422, and nothing is appended",
+        expected_statuses=(*POSITIVE, "400", "422"),
+        reason="`cursor` (in the body, so the Idempotency-Key covers it) is opaque: only a "
+        "`next_cursor` this API returned decodes; any other string is a 400 naming `cursor`",
     ),
     Exclusion(
         operations=r"^POST /api/v1/market-data/\{ticker\}/bars$",
@@ -77,8 +77,17 @@ EXCLUSIONS: list[Exclusion] = [
         check="not_a_server_error",
         expected_statuses=("1xx", "2xx", "3xx", "4xx", "503"),
         reason="`wait_for` may name a position the read models have not reached (a "
-        "generated one usually lies in the future): the documented answer is 503 with "
-        "`Retry-After` after a few seconds, a state of the system, not a fault",
+        "generated one usually lies past the end of the log): the documented answer is 503 "
+        "with `Retry-After` (at once past the end of the log, else after 5 s), a state of "
+        "the system, not a fault",
+    ),
+    Exclusion(
+        operations=r"^(POST|PATCH|PUT|DELETE) ",
+        check="positive_data_acceptance",
+        expected_statuses=(*POSITIVE, "422"),
+        reason="a command on well-formed input can still be refused by a domain rule that "
+        "depends on the stored state (deploying an archived version, a classifier on a "
+        "return dataset, rows that contradict stored bars): 422, and nothing is appended",
     ),
 ]
 
@@ -163,8 +172,11 @@ def test_the_served_openapi_document_is_the_contract(database_url: str, tmp_path
             str(MAX_EXAMPLES),
             "--seed",
             str(SEED),
+            # One worker: with two, hypothesis describes its filters by parsing lambda source
+            # in two threads at once, which CPython 3.11's ast.parse does not survive
+            # ("AST constructor recursion depth mismatch"), failing the run for nothing.
             "--workers",
-            "2",
+            "1",
             "--request-timeout",
             "30",
             "--output-truncate",
