@@ -2,7 +2,8 @@
 
 This drives the real command line in a subprocess, with no AIMM_DATABASE_URL, so the
 embedded PostgreSQL is initialised under a temporary data directory, used, stopped
-on Ctrl-C, and found again with its data on the next start.
+on Ctrl-C, and found again with its data on the next start. A child killed with
+SIGKILL is restarted by the supervisor, and the system works again.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 
 from tests.conftest import free_port, server_home, wait_for_port
 
@@ -101,3 +103,63 @@ def run_dev_twice(tmp_path: Path) -> None:
         assert [m["name"] for m in listed.json()["items"]] == ["dev-model"]
     finally:
         assert stop(proc) == 0
+
+
+def started_pids(output: str) -> dict[str, int]:
+    """The services' pids from the supervisor's "<name> started (pid N)" lines."""
+    return {m[1]: int(m[2]) for m in re.finditer(r"aimm dev: (\w+) started \(pid (\d+)\)", output)}
+
+
+def test_dev_restarts_a_killed_child_and_ctrl_c_still_stops_all() -> None:
+    with server_home() as home:
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        proc = start_dev(home / "data", port)
+        pids: list[int] = []
+        try:
+            _, key = read_until(proc, r"aimm_[A-Za-z0-9_-]{20,}")
+            output, _ = read_until(proc, r"worker started \(pid \d+\)")
+            first = started_pids(output)
+            assert set(first) == {"projector", "serve", "worker"}
+            pids.extend(first.values())
+            wait_for_port(port, timeout=60)
+            headers = {"Authorization": f"Bearer {key}"}
+
+            os.kill(first["projector"], signal.SIGKILL)
+            _, line = read_until(
+                proc, rf"projector \(pid {first['projector']}\) exited with code -9.*", 30
+            )
+            assert "restarting it in" in line
+            _, restarted = read_until(proc, r"projector restarted \(pid \d+\)", 30)
+            new_pid = int(re.findall(r"\d+", restarted)[-1])
+            assert new_pid != first["projector"]
+            pids.append(new_pid)
+            # the other services were left running
+            assert all(psutil.pid_exists(first[name]) for name in ("serve", "worker"))
+
+            # the system works again: a command's position is reached by the new projector
+            created = httpx.post(
+                f"{base}/api/v1/ai/models",
+                json={"name": "after-restart", "kind": "llm"},
+                headers=headers,
+                timeout=30,
+            )
+            assert created.status_code == 201, created.text
+            # (each request waits server-side; a 503 says "not yet", and a client asks again
+            # while the new projector starts)
+            for _ in range(12):
+                listed = httpx.get(
+                    f"{base}/api/v1/ai/models",
+                    params={"wait_for": created.headers["aimm-position"]},
+                    headers=headers,
+                    timeout=30,
+                )
+                if listed.status_code != 503:
+                    break
+            assert listed.status_code == 200, listed.text
+            assert [m["name"] for m in listed.json()["items"]] == ["after-restart"]
+        finally:
+            code = stop(proc)
+        assert code == 0
+        assert not any(psutil.pid_exists(pid) for pid in pids), "a service outlived Ctrl-C"
+        assert not (home / "data" / "pg" / "postmaster.pid").exists()
