@@ -17,7 +17,7 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
-from litestar.params import FromPath, Parameter, PathParameter
+from litestar.params import Body, FromPath, Parameter, PathParameter
 
 from api.auth import READ, WRITE
 from api.commands import expected_version, idempotency, run_command, to_builtins
@@ -54,6 +54,7 @@ from api.registry_views import (
     version_detail_from_read_models,
     version_out,
 )
+from api.schemas import CLOSED
 from application.base import Response as CommandResponse
 from application.contexts import Contexts
 from domain.registry.model import Model
@@ -136,7 +137,7 @@ class ModelVersionController(Controller):
         self,
         request: Request[Any, Any, Any],
         model_id: FromPath[UUID],
-        data: VersionCreate,
+        data: Annotated[VersionCreate, Body(schema_extra=CLOSED)],
         contexts: Contexts,
         if_match: IfMatch = None,
         idempotency_key: IdempotencyKey = None,
@@ -200,7 +201,7 @@ class ModelVersionController(Controller):
         request: Request[Any, Any, Any],
         model_id: FromPath[UUID],
         version: VersionNumber,
-        data: MetricsCreate,
+        data: Annotated[MetricsCreate, Body(schema_extra=CLOSED)],
         contexts: Contexts,
         if_match: IfMatch = None,
         idempotency_key: IdempotencyKey = None,
@@ -235,7 +236,7 @@ class ModelVersionController(Controller):
         request: Request[Any, Any, Any],
         model_id: FromPath[UUID],
         version: VersionNumber,
-        data: StatusChange,
+        data: Annotated[StatusChange, Body(schema_extra=CLOSED)],
         contexts: Contexts,
         if_match: IfMatch = None,
         idempotency_key: IdempotencyKey = None,
@@ -269,7 +270,7 @@ class ModelVersionController(Controller):
         self,
         request: Request[Any, Any, Any],
         model_id: FromPath[UUID],
-        data: DeployRequest,
+        data: Annotated[DeployRequest, Body(schema_extra=CLOSED)],
         contexts: Contexts,
         if_match: IfMatch = None,
         idempotency_key: IdempotencyKey = None,
@@ -302,7 +303,7 @@ class ModelVersionController(Controller):
         self,
         request: Request[Any, Any, Any],
         model_id: FromPath[UUID],
-        data: RollbackRequest,
+        data: Annotated[RollbackRequest, Body(schema_extra=CLOSED)],
         contexts: Contexts,
         if_match: IfMatch = None,
         idempotency_key: IdempotencyKey = None,
