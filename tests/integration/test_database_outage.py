@@ -1,6 +1,8 @@
 """The long-running loops survive the database going away: a private PostgreSQL cluster
 (never the shared one) is stopped under a running projector and watcher, and started
-again; events appended after it are projected, and the watcher hears of them.
+again; events appended after it are projected, and the watcher hears of them. A
+training worker whose claim loop starts while the database is away claims the job
+queued before the outage once it is back, and trains it to its end.
 
 Needs ``pg_createcluster`` (Debian's ``postgresql-common``) and root; skipped otherwise.
 """
@@ -13,18 +15,27 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from eventsourcing.persistence import InterfaceError, OperationalError
 
+from application.contexts import Contexts
+from application.market_data import import_rows
 from application.registry import RegistryApplication
+from application.worker import TrainingWorker
 from domain.metadata import acting_as
+from domain.ml.runs import COMPLETED, QUEUED, RUNNING
 from infrastructure.postgres import create_pool, eventsourcing_env
 from infrastructure.schema import migrate
+from infrastructure.wiring import build_contexts, jax_trainer, job_queue
 from projections.catalog import all_projections
 from projections.positions import ProjectionWatcher, wait_for_position
 from projections.projector import Projector
+from tests.e2e.test_training_api import random_walk
 
 VERSION = "15"
 
@@ -62,6 +73,35 @@ def _register(app: RegistryApplication) -> int:
     return result.position
 
 
+def _queue_a_run(contexts: Contexts) -> tuple[uuid.UUID, int]:
+    """A small training job in the queue: bars, a dataset over them, a run of 2 epochs."""
+    with acting_as("outage-test", f"corr-{uuid.uuid4()}"):
+        import_rows(contexts.predictions, "ACME", random_walk(300, seed=7))
+        dataset = contexts.training.register_dataset(
+            "acme-outage",
+            {"tickers": ["ACME"], "start": "2020-01-01", "end": "2021-12-31"},
+            contexts.predictions,
+            respond=lambda d: (201, {"id": str(d.id)}),
+        )
+        run = contexts.training.request_run(
+            dataset_id=uuid.UUID(dataset.value.body["id"]),
+            model_type="mlp_regressor",
+            hyperparameters={"epochs": 2, "batch_size": 32, "hidden_units": 8},
+            early_stopping=None,
+            record_every_steps=None,
+            model_name=None,
+            respond=lambda r: (202, {"id": str(r.id)}),
+        )
+    return uuid.UUID(run.value.body["id"]), run.position
+
+
+def _status_when_back(contexts: Contexts, run_id: uuid.UUID) -> Any:
+    try:
+        return contexts.training.get_run(run_id).status
+    except (InterfaceError, OperationalError):  # a connection that died with the server
+        return None
+
+
 async def _register_when_back(app: RegistryApplication, within: float) -> int:
     """A command right after the restart may meet a pooled connection that died with
     the server; a client retries it (it appended nothing)."""
@@ -84,12 +124,19 @@ async def _until(check: object, within: float) -> None:
         await asyncio.sleep(0.05)
 
 
-async def test_the_projector_and_the_watcher_resume_after_the_database_restarts(
+async def test_the_projector_watcher_and_worker_resume_after_the_database_restarts(
     private_cluster: tuple[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     name, url = private_cluster
     await migrate(url)
     registry = await asyncio.to_thread(RegistryApplication, eventsourcing_env(url))
+    contexts = await asyncio.to_thread(build_contexts, eventsourcing_env(url))
+    queue = job_queue(contexts.training, lease_seconds=5)
+    worker = TrainingWorker(
+        contexts.training, queue, jax_trainer, heartbeat_seconds=0.5, poll_seconds=0.1
+    )
+    stopping = threading.Event()
+    claiming = threading.Thread(target=worker.run, args=(stopping,), name="worker")
     pool = await create_pool(url, max_size=4)
     projector = Projector(pool, all_projections())
     watcher = ProjectionWatcher(pool, url)
@@ -100,12 +147,16 @@ async def test_the_projector_and_the_watcher_resume_after_the_database_restarts(
     try:
         before = await asyncio.to_thread(_register, registry)
         assert await watcher.wait_until("registry", before, timeout=20)
+        run_id, queued = await asyncio.to_thread(_queue_a_run, contexts)
+        assert await watcher.wait_until("training", queued, timeout=20)  # in the jobs table
 
         await asyncio.to_thread(_cluster, "pg_ctlcluster", VERSION, name, "stop", "-m", "fast")
-        # both loops notice the outage and retry (one line each), neither ends
+        claiming.start()  # the worker's claim loop starts while the database is away
+        # the loops notice the outage and retry (one line each), none ends
         await _until(lambda: any("projector failed" in r.message for r in caplog.records), 20)
+        await _until(lambda: any("claim or run failed" in r.message for r in caplog.records), 20)
         await _until(lambda: not watcher.listening.is_set(), 20)
-        assert not task.done()
+        assert not task.done() and claiming.is_alive()
 
         await asyncio.to_thread(_cluster, "pg_ctlcluster", VERSION, name, "start")
         after = await _register_when_back(registry, within=20)
@@ -118,9 +169,23 @@ async def test_the_projector_and_the_watcher_resume_after_the_database_restarts(
         finally:
             await pool.release(conn)
         assert not task.done()
+        # the job queued before the outage is claimed and trained to its end after it
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 45
+        while (status := await asyncio.to_thread(_status_when_back, contexts, run_id)) in (
+            None, QUEUED, RUNNING,
+        ):  # fmt: skip
+            assert loop.time() < deadline, f"the queued job is still {status}"
+            await asyncio.sleep(0.1)
+        assert status == COMPLETED
+        assert (await asyncio.to_thread(contexts.training.get_run, run_id)).attempt == 1
     finally:
+        stopping.set()
+        if claiming.is_alive():
+            await asyncio.to_thread(claiming.join, 30)
         stop.set()
         await asyncio.wait_for(task, timeout=20)
         await watcher.stop()
         await pool.close()
         await asyncio.to_thread(registry.close)
+        await asyncio.to_thread(contexts.close)
