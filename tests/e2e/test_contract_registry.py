@@ -259,7 +259,7 @@ async def test_the_detail_is_never_torn_under_concurrent_deploys(api: Api) -> No
 
     async def read() -> list[str]:
         problems: list[str] = []
-        seen = set()
+        seen: set[int] = set()
         while not done.is_set() or not seen:
             shown = await api.client.get(f"{MODELS}/{model_id}", headers=api.auth("viewer"))
             assert shown.status_code == 200, shown.text
