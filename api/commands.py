@@ -77,7 +77,13 @@ def expected_version(request: Request[Any, Any, Any], in_body: int | None) -> in
             )
         from_header = int(match.group(1))
     if from_header is not None and in_body is not None and from_header != in_body:
-        raise ProblemError(400, "If-Match and expected_version disagree")
+        # Two different versions cannot both be the current one: at least one is stale.
+        raise ProblemError(
+            409,
+            f"If-Match names version {from_header} and expected_version {in_body}: at most "
+            "one of them is current; read the resource again and send one version",
+            expected_version=in_body,
+        )
     return from_header if from_header is not None else in_body
 
 

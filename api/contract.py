@@ -47,7 +47,7 @@ from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugi
 from litestar.datastructures import MutableScopeHeaders, ResponseHeader
 from litestar.enums import ScopeType
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import Schema
+from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.params import HeaderParameter
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from litestar.typing import FieldDefinition
@@ -161,30 +161,65 @@ class ClosedStructs(StructSchemaPlugin):
         schema = super().to_openapi_schema(field_definition, schema_creator)
         if field_definition.type_.__struct_config__.forbid_unknown_fields:
             schema.additional_properties = False
-        _restore_zero_bounds(field_definition.type_, schema)
+        _restore_constraints(field_definition.type_, schema)
         return schema
 
 
-_BOUNDS = {"ge": "minimum", "le": "maximum", "gt": "exclusive_minimum", "lt": "exclusive_maximum"}
+_KEYWORDS = {
+    "minLength": "min_length",
+    "maxLength": "max_length",
+    "pattern": "pattern",
+    "minimum": "minimum",
+    "maximum": "maximum",
+    "exclusiveMinimum": "exclusive_minimum",
+    "exclusiveMaximum": "exclusive_maximum",
+    "minItems": "min_items",
+    "maxItems": "max_items",
+    "minProperties": "min_properties",
+    "maxProperties": "max_properties",
+}
 
 
-def _restore_zero_bounds(struct: type[Struct], schema: Schema) -> None:
-    """Litestar leaves a bound of 0 out of an optional field's schema (it tests the bound's
-    truth, not its presence): ``Meta(ge=0)`` on ``float | None`` would document no minimum.
-    Put every zero bound msgspec knows back."""
-    info = msgspec.inspect.type_info(struct)
-    assert isinstance(info, msgspec.inspect.StructType)
-    for field in info.fields:
-        prop = (schema.properties or {}).get(field.encode_name)
-        if not isinstance(prop, Schema):
-            continue
-        members = (
-            field.type.types if isinstance(field.type, msgspec.inspect.UnionType) else (field.type,)
+def _restore_constraints(struct: type[Struct], schema: Schema) -> None:
+    """Put back the constraints msgspec enforces that Litestar's schema of a struct lost.
+
+    Litestar drops a bound of 0 on an optional field (it tests the bound's truth, not its
+    presence), the constraints of list items (``list[Annotated[str, Meta(min_length=1)]]``)
+    and every constraint of a ``dict`` (its size, its keys). msgspec's own JSON Schema of the
+    struct is what its decoder enforces, so each property is completed from it.
+    """
+    _, components = msgspec.json.schema_components([struct])
+    properties = components[struct.__name__].get("properties", {})
+    for name, prop in (schema.properties or {}).items():
+        if isinstance(prop, Schema) and name in properties:
+            _complete(prop, properties[name])
+
+
+def _complete(target: Schema, source: dict[str, Any]) -> None:
+    members = [m for m in source.get("anyOf", []) if m.get("type") != "null"]
+    if len(members) == 1:  # an optional field: the constraints of its one real type
+        source = members[0]
+    if "$ref" in source:
+        return  # another struct: its own schema is completed when it is generated
+    inner = [m for m in target.one_of or [] if isinstance(m, Schema) and m.type != "null"]
+    for keyword, attribute in _KEYWORDS.items():
+        if keyword in source and getattr(target, attribute) is None:
+            # Litestar puts an optional field's constraints beside its oneOf: so do we
+            setattr(target, attribute, source[keyword])
+    node = inner[0] if len(inner) == 1 else target
+    if isinstance(source.get("items"), dict) and isinstance(node.items, Schema):
+        _complete(node.items, source["items"])
+    values = source.get("additionalProperties")
+    if isinstance(values, dict) and isinstance(node.additional_properties, Schema):
+        _complete(node.additional_properties, values)
+    if isinstance(source.get("propertyNames"), dict) and node.property_names is None:
+        node.property_names = Schema(
+            type=OpenAPIType.STRING, **_attributes(source["propertyNames"])
         )
-        for member in members:
-            for bound, key in _BOUNDS.items():
-                if getattr(member, bound, None) == 0 and getattr(prop, key) is None:
-                    setattr(prop, key, 0)
+
+
+def _attributes(source: dict[str, Any]) -> dict[str, Any]:
+    return {attr: source[key] for key, attr in _KEYWORDS.items() if key in source}
 
 
 # -- request headers ----------------------------------------------------------------------

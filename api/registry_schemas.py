@@ -9,7 +9,7 @@ from uuid import UUID
 import msgspec
 from msgspec import Meta, Struct
 
-from api.schemas import CLOSED, ModelOut, Version
+from api.schemas import ModelOut, Version
 
 Environment = Literal["production", "staging"]
 Reason = Annotated[str, Meta(max_length=1000)]
@@ -36,9 +36,7 @@ class VersionCreate(Struct, forbid_unknown_fields=True):
     framework: Annotated[str, Meta(max_length=100)] = ""
     parameters: dict[str, Any] = {}
     metrics: Metrics = {}
-    lineage: Annotated[Lineage, Meta(extra_json_schema={"extra": CLOSED})] = msgspec.field(
-        default_factory=Lineage
-    )
+    lineage: Lineage = msgspec.field(default_factory=Lineage)
     description: Annotated[str, Meta(max_length=5000)] = ""
     expected_version: Version | None = None
 

@@ -17,7 +17,7 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
-from litestar.params import Body, FromPath, Parameter, PathParameter
+from litestar.params import FromPath, Parameter, PathParameter
 
 from api.auth import READ, WRITE
 from api.commands import expected_version, idempotency, run_command, to_builtins
@@ -54,7 +54,6 @@ from api.registry_views import (
     version_detail_from_read_models,
     version_out,
 )
-from api.schemas import CLOSED
 from application.base import Response as CommandResponse
 from application.contexts import Contexts
 from domain.registry.model import Model
@@ -137,7 +136,7 @@ class ModelVersionController(Controller):
         self,
         request: Request[Any, Any, Any],
         model_id: FromPath[UUID],
-        data: Annotated[VersionCreate, Body(schema_extra=CLOSED)],
+        data: VersionCreate,
         contexts: Contexts,
         if_match: IfMatch = None,
         idempotency_key: IdempotencyKey = None,
@@ -201,7 +200,7 @@ class ModelVersionController(Controller):
         request: Request[Any, Any, Any],
         model_id: FromPath[UUID],
         version: VersionNumber,
-        data: Annotated[MetricsCreate, Body(schema_extra=CLOSED)],
+        data: MetricsCreate,
         contexts: Contexts,
         if_match: IfMatch = None,
         idempotency_key: IdempotencyKey = None,
@@ -236,7 +235,7 @@ class ModelVersionController(Controller):
         request: Request[Any, Any, Any],
         model_id: FromPath[UUID],
         version: VersionNumber,
-        data: Annotated[StatusChange, Body(schema_extra=CLOSED)],
+        data: StatusChange,
         contexts: Contexts,
         if_match: IfMatch = None,
         idempotency_key: IdempotencyKey = None,
@@ -270,7 +269,7 @@ class ModelVersionController(Controller):
         self,
         request: Request[Any, Any, Any],
         model_id: FromPath[UUID],
-        data: Annotated[DeployRequest, Body(schema_extra=CLOSED)],
+        data: DeployRequest,
         contexts: Contexts,
         if_match: IfMatch = None,
         idempotency_key: IdempotencyKey = None,
@@ -303,7 +302,7 @@ class ModelVersionController(Controller):
         self,
         request: Request[Any, Any, Any],
         model_id: FromPath[UUID],
-        data: Annotated[RollbackRequest, Body(schema_extra=CLOSED)],
+        data: RollbackRequest,
         contexts: Contexts,
         if_match: IfMatch = None,
         idempotency_key: IdempotencyKey = None,

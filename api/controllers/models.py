@@ -14,7 +14,7 @@ from uuid import UUID
 
 import anyio.to_thread
 from litestar import Controller, Request, Response, get, patch, post
-from litestar.params import Body, FromPath, Parameter
+from litestar.params import FromPath, Parameter
 
 from api.auth import READ, WRITE
 from api.commands import expected_version, idempotency, principal_of, run_command, to_builtins
@@ -39,7 +39,7 @@ from api.registry_views import (
     model_out,
     summary_from_row,
 )
-from api.schemas import CLOSED, ModelCreate, ModelOut, ModelUpdate
+from api.schemas import ModelCreate, ModelOut, ModelUpdate
 from application.base import Response as CommandResponse
 from application.contexts import Contexts
 from domain.registry.model import Model
@@ -67,7 +67,7 @@ class ModelController(Controller):
     async def register_model(
         self,
         request: Request[Any, Any, Any],
-        data: Annotated[ModelCreate, Body(schema_extra=CLOSED)],
+        data: ModelCreate,
         contexts: Contexts,
         idempotency_key: IdempotencyKey = None,
     ) -> Response[ModelOut]:
@@ -164,7 +164,7 @@ class ModelController(Controller):
         self,
         request: Request[Any, Any, Any],
         model_id: FromPath[UUID],
-        data: Annotated[ModelUpdate, Body(schema_extra=CLOSED)],
+        data: ModelUpdate,
         contexts: Contexts,
         if_match: IfMatch = None,
         idempotency_key: IdempotencyKey = None,

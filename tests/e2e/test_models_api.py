@@ -229,7 +229,9 @@ async def test_a_stale_if_match_is_409_with_the_current_version_and_appends_noth
         json={"description": "v3", "expected_version": 1},
         headers={**api.auth(), "If-Match": '"2"'},
     )
-    is_problem(disagree, 400)
+    # two versions cannot both be current: a conflict, and nothing is appended
+    is_problem(disagree, 409)
+    assert await event_count(api) == before
 
 
 async def test_concurrent_conflicting_updates_one_wins_the_rest_get_409(api: Api) -> None:

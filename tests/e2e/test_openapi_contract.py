@@ -66,7 +66,8 @@ EXCLUSIONS: list[Exclusion] = [
         "nothing is appended",
     ),
     Exclusion(
-        operations=r"^GET /api/v1/(ml/(datasets|jobs)|memory/(search|agents/[^/]+/timeline))$",
+        operations=r"^GET /api/v1/(ai/models(/\{model_id\}/deployments)?|audit/events|"
+        r"market-data(/\{ticker\})?|ml/(datasets|jobs)|memory/(search|agents/[^/]+/timeline))$",
         check="positive_data_acceptance",
         expected_statuses=(*POSITIVE, "400"),
         reason="`cursor` is opaque: only a `next_cursor` this API returned decodes; any "
