@@ -145,8 +145,15 @@ async def test_the_etag_is_the_memorys_version_and_a_location_is_readable_at_onc
     url = response.headers.get("Location", f"{BASE}/{body['id']}")
     shown = await api.client.get(url, headers=api.auth("viewer"))  # at once: no wait_for
     assert shown.status_code == 200, shown.text
-    if command.name in ("record", "erase"):  # their last event is the one just stored
+    if command.name == "record":  # a new memory is read once its creation is projected
         assert shown.headers["ETag"] == response.headers["ETag"]
+    # a change of an existing memory is read as changed with the command's position
+    mine = await api.client.get(
+        url,
+        params={"wait_for": response.headers["Aimm-Position"]},
+        headers=api.auth("viewer"),
+    )
+    assert mine.headers["ETag"] == response.headers["ETag"]
 
 
 async def test_forget_takes_an_idempotency_key_and_no_if_match(api: Api) -> None:
