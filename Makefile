@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.registry
 	$(BIN)/python -m benchmarks.training
 	$(BIN)/python -m benchmarks.memory
+	$(BIN)/python -m benchmarks.sse_latency
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
