@@ -3,10 +3,11 @@
 Keys are written (in their own transaction) before the events that hold text sealed
 under them, so an event's text can always be opened until its memory is erased; a key
 whose events were never saved opens nothing and harms nothing. Erasing deletes the key
-row: the sealed text in the log is then unreadable for good (the ``memory`` projection
-also deletes it in its own transaction, so a crash between the erasure event and the
-command's delete cannot leave it behind). The vault is a table of the same database
-here; a deployment that wants keys elsewhere replaces this module (a KMS, an HSM).
+row, on the command side and before the ``Erased`` event is saved (a failed save is
+retried; ``application/memory.py`` says why this order): the sealed text in the log is
+then unreadable for good. The projection only reads keys (``fetch_keys``), never deletes
+them. The vault is a table of the same database here; a deployment that wants keys
+elsewhere replaces this module (a KMS, an HSM).
 """
 
 from __future__ import annotations
@@ -70,9 +71,3 @@ async def fetch_keys(conn: asyncpg.Connection, memory_ids: Sequence[UUID]) -> di
     )
     return {r["memory_id"]: bytes(r["key"]) for r in rows}
 
-
-async def destroy_keys(conn: asyncpg.Connection, memory_ids: Sequence[UUID]) -> None:
-    if memory_ids:
-        await conn.execute(
-            f"DELETE FROM {TABLE} WHERE memory_id = ANY($1::uuid[])", list(memory_ids)
-        )
