@@ -70,4 +70,3 @@ async def fetch_keys(conn: asyncpg.Connection, memory_ids: Sequence[UUID]) -> di
         f"SELECT memory_id, key FROM {TABLE} WHERE memory_id = ANY($1::uuid[])", list(memory_ids)
     )
     return {r["memory_id"]: bytes(r["key"]) for r in rows}
-
