@@ -20,6 +20,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from jax.scipy.special import betainc, ndtri
+from jax.typing import ArrayLike
 
 _BISECTIONS = 200
 
@@ -33,14 +34,21 @@ class ReturnDistribution(NamedTuple):
 
 
 def _t_cdf(x: jax.Array, df: jax.Array) -> jax.Array:
-    tail = 0.5 * betainc(df / 2.0, 0.5, df / (df + x * x))
-    return jnp.where(x > 0, 1.0 - tail, tail)
+    # both forms of the regularised incomplete beta, each where its argument keeps precision
+    x2 = x * x
+    tail = 0.5 * betainc(df / 2.0, 0.5, df / (df + x2))
+    centre = 0.5 * betainc(0.5, df / 2.0, x2 / (df + x2))
+    far = jnp.where(x > 0, 1.0 - tail, tail)
+    near = 0.5 + jnp.sign(x) * centre
+    return jnp.where(x2 < df, near, far)
 
 
 def standard_quantile(p: jax.Array, df: jax.Array) -> jax.Array:
     """The ``p`` quantile of a standard t of ``df`` degrees of freedom (inf: normal)."""
     p = jnp.asarray(p)
-    df = jnp.asarray(df, dtype=jnp.result_type(p, float))
+    if not jnp.issubdtype(p.dtype, jnp.floating):
+        p = p.astype(float)
+    df = jnp.asarray(df, dtype=p.dtype)
     p, df = jnp.broadcast_arrays(p, df)
     z = ndtri(p)
     finite = jnp.isfinite(df)
@@ -55,26 +63,33 @@ def standard_quantile(p: jax.Array, df: jax.Array) -> jax.Array:
         return jnp.where(below, mid, low), jnp.where(below, high, mid)
 
     low, high = jax.lax.fori_loop(0, _BISECTIONS, halve, (-bound, bound))
-    return jnp.where(finite, z, 0.5 * (low + high))
+    return jnp.where(finite, 0.5 * (low + high), z)
 
 
-def quantiles(dist: ReturnDistribution, probs: jax.Array) -> jax.Array:
-    """Quantiles at ``probs`` (last axis) of each distribution: shape ``(*dist, len(probs))``."""
-    probs = jnp.asarray(probs)
-    df = jnp.asarray(dist.df)[..., None]
-    return jnp.asarray(dist.loc)[..., None] + jnp.asarray(dist.scale)[
-        ..., None
-    ] * standard_quantile(probs, df)
+def quantiles(dist: ReturnDistribution, probs: ArrayLike) -> jax.Array:
+    """Quantiles at ``probs`` (last axis) of each distribution: shape ``(*dist, len(probs))``.
+
+    In the distribution's precision (float64 ones, as ``garch`` returns, stay float64).
+    """
+    with jax.enable_x64(True):
+        scale = jnp.asarray(dist.scale)
+        if not jnp.issubdtype(scale.dtype, jnp.floating):
+            scale = scale.astype(float)
+        probs = jnp.asarray(probs, dtype=scale.dtype)
+        df = jnp.asarray(dist.df, dtype=scale.dtype)[..., None]
+        loc = jnp.asarray(dist.loc, dtype=scale.dtype)[..., None]
+        return loc + scale[..., None] * standard_quantile(probs, df)
 
 
 def price_quantiles(
-    last_close: jax.Array, dist: ReturnDistribution, probs: jax.Array, *, percent: bool
+    last_close: ArrayLike, dist: ReturnDistribution, probs: ArrayLike, *, percent: bool
 ) -> jax.Array:
     """Price quantiles ``last_close * exp(q)`` of cumulative log returns ``dist``.
 
     ``percent``: the distribution is of percent log returns (``100 * log``), as ``garch``'s.
     """
     q = quantiles(dist, probs)
-    if percent:
-        q = q / 100.0
-    return jnp.asarray(last_close)[..., None, None] * jnp.exp(q)
+    with jax.enable_x64(True):
+        if percent:
+            q = q / 100.0
+        return jnp.asarray(last_close, dtype=q.dtype)[..., None, None] * jnp.exp(q)
