@@ -70,6 +70,7 @@ from domain.metadata import acting_as
 from infrastructure import keys
 from infrastructure.postgres import eventsourcing_env
 from infrastructure.schema import migrate
+from infrastructure.wiring import postgres_ports
 from projections import memory as views
 from projections import memory_search
 
@@ -277,7 +278,7 @@ def record_rounds(
     ours_slices = split(range(len(ours_sizes)), slices)
     direct_slices = split(range(len(direct_sizes)), slices)
     per_round = max(1, round_size * slices // memories)
-    app = MemoryApplication(env=eventsourcing_env(url, pool_size=threads))
+    app = MemoryApplication(env=eventsourcing_env(url, pool_size=threads), ports=postgres_ports())
     direct_ids: list[UUID] = []
     done = {"ours": 0, "direct": 0}
     seconds = {"ours": 0.0, "direct": 0.0}
