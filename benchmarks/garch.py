@@ -10,6 +10,14 @@ the same windows. ``arch`` 8 (a test-only dependency) fits the same windows one 
 with ``arch_model(..., vol="GARCH", p=1, q=1, dist=...).fit(disp="off")``, in the same
 run. Printed: both times, the ratio, how many fits each reports converged, and the
 largest log-likelihood difference (goals: ratio >= 10, difference <= 0.1).
+
+Measured here (two shared cores, load about 3 from other work; 2026-12-01):
+1,000 windows of 1,000, normal: JAX 11.3 s (16.7 s with compilation), arch 25.4 s, 2.2x,
+all converged, largest |LL difference| 9e-7. 200 windows, t: JAX 18.6 s, arch 11.7 s,
+0.6x, largest difference 6e-7. The agreement goal is met, the speed goal is NOT: a
+batched value-and-gradient of 1,000 x 1,000 costs about 0.1 s here, and the vmapped
+while-loop (and the zoom line search inside it) runs as many steps as the slowest
+window needs (normal: 25 iterations against a mean of 17; t: 56 against 27).
 """
 
 from __future__ import annotations
