@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.training
 	$(BIN)/python -m benchmarks.memory
 	$(BIN)/python -m benchmarks.sse_latency
+	$(BIN)/python -m benchmarks.garch
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
