@@ -1,0 +1,1 @@
+"""The predictions context: forecasters, predictions, scoring, accuracy and comparison."""
