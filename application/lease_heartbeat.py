@@ -53,6 +53,6 @@ class LeaseHeartbeat:
     def _renew(self) -> bool:
         if not self.queue.renew(self.lease):
             return False
-        if self.queue.version_of(self.lease.run_id) > self.known_version:
+        if self.queue.version_of(self.lease.run_id, self.lease.kind) > self.known_version:
             self.changed.set()
         return True

@@ -17,6 +17,11 @@ claimed run (see ``application.ports.JobQueue`` and ``infrastructure.job_queue``
    rule and the values compared, ``Stopped``, or ``Failed`` with the reason) names the
    artifact of the kept weights, stored by content hash before the event.
 
+The same claim loop serves the other kinds of job of the queue: ``handlers`` maps a
+kind (``prediction``) to what runs one leased job of it
+(``application.prediction_worker.PredictionJobs``), so one worker process — the one
+``make run`` starts — trains models and makes forecasts.
+
 The work is split in four modules: this one (the claim loop and one run's course),
 ``application.run_recorder`` (the thread that saves the run's events in order, and
 notices foreign writes), ``application.run_tracker`` (what the run has reached: best
@@ -31,7 +36,7 @@ import os
 import socket
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from application.lease_heartbeat import LeaseHeartbeat
@@ -82,6 +87,7 @@ class TrainingWorker:
         max_attempts: int = 3,
         heartbeat_seconds: float = 1.0,
         poll_seconds: float = 0.5,
+        handlers: Mapping[str, Callable[[Lease], None]] | None = None,
     ) -> None:
         self.training = training
         self.queue = queue
@@ -90,6 +96,8 @@ class TrainingWorker:
         self.max_attempts = max_attempts
         self.heartbeat_seconds = heartbeat_seconds
         self.poll_seconds = poll_seconds
+        self.handlers = dict(handlers or {})
+        self.kinds = ("training", *self.handlers)
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -104,11 +112,14 @@ class TrainingWorker:
                 stopping.wait(self.poll_seconds)
 
     def run_once(self) -> bool:
-        """Claim one run and take it to its end; False when nothing was claimable."""
+        """Claim one job and take it to its end; False when nothing was claimable."""
         self.queue.sync()
-        lease = self.queue.claim(self.name)
+        lease = self.queue.claim(self.name, self.kinds)
         if lease is None:
             return False
+        if lease.kind != "training":
+            self.handlers[lease.kind](lease)
+            return True
         with acting_as(f"worker:{self.name}", f"training-job:{lease.run_id}"):
             try:
                 self._process(lease)
