@@ -10,15 +10,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from application.base import ContextApplication
-from application.market_data import MarketDataApplication
 from application.memory import MemoryApplication
 from application.ports import Ports
+from application.predictions import PredictionsApplication
 from application.registry import RegistryApplication
 from application.training import TrainingApplication
-
-
-class PredictionsApplication(MarketDataApplication):
-    name = "predictions"
 
 
 class AssistantApplication(ContextApplication):

@@ -111,16 +111,20 @@ class Lease:
     previous_owner: str | None
     expires_at: datetime
     expired_before: bool  # True when the run was taken over from an expired lease
+    kind: str = "training"  # or "prediction": which handler runs the job
 
 
 class JobQueue(Protocol):
-    """Who trains which run until when (claims with a lease, renewed by a heartbeat)."""
+    """Who works on which job until when (claims with a lease, renewed by a heartbeat);
+    one queue for every kind of job (training runs, prediction jobs)."""
 
     def sync(self) -> int:
-        """Enqueue the runs the read model shows as queued or running; how many."""
+        """Enqueue the jobs the read models show as queued or running; how many."""
         ...
 
-    def claim(self, owner: str) -> Lease | None: ...
+    def claim(self, owner: str, kinds: tuple[str, ...] = ("training",)) -> Lease | None:
+        """The oldest claimable job of one of ``kinds``, leased to ``owner``."""
+        ...
 
     def renew(self, lease: Lease) -> bool:
         """Extend the lease; False when it was lost (expired and taken over)."""
@@ -128,8 +132,8 @@ class JobQueue(Protocol):
 
     def release(self, lease: Lease) -> None: ...
 
-    def version_of(self, run_id: UUID) -> int:
-        """The run's latest stored version (cheap: a heartbeat notices a stop by it)."""
+    def version_of(self, run_id: UUID, kind: str = "training") -> int:
+        """The job's latest stored version (cheap: a heartbeat notices a stop by it)."""
         ...
 
 
@@ -173,3 +177,89 @@ class Trainer(Protocol):
 
 class TrainerFactory(Protocol):
     def __call__(self, model_type: str, hp: Hyperparameters, data: TrainingData) -> Trainer: ...
+
+
+# -- the forecaster -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PriceSeries:
+    """One ticker's daily bars, oldest first, ending at the last bar a forecast may see."""
+
+    dates: np.ndarray  # datetime64[D], strictly increasing
+    open: np.ndarray  # float64, like the rest
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A registry model version a forecast runs: an ``mlp_regressor`` of the training
+    context, with what is needed to build its features exactly as its dataset did."""
+
+    model_id: str
+    name: str
+    version: int
+    artifact: bytes  # the trained parameters (``infrastructure.jax_trainer`` export)
+    dataset_spec: dict[str, Any]  # the training dataset's resolved spec (features, lags…)
+    feature_columns: tuple[str, ...]
+    out_of_sample_from: str  # ISO date (the dataset's validation_start): earlier origins
+    # lie in the rows the weights were fitted on, so no forecast or calibration uses them
+
+
+@dataclass(frozen=True)
+class ForecastRequest:
+    """Forecasts of one forecaster at ``origins`` (indices into ``series``).
+
+    The forecast at origin ``i`` is a function of ``series[: i + 1]`` alone (bars after
+    the cutoff never enter it), including its calibration, which uses the forecaster's
+    own forecasts at earlier origins whose targets were realised by the cutoff.
+    """
+
+    forecaster: str  # a name of ``domain.predictions.forecasters.BUILTINS`` or "mlp_regressor"
+    series: PriceSeries
+    origins: tuple[int, ...]  # increasing
+    horizon: int  # steps: step k is the k-th bar after the cutoff
+    levels: tuple[float, ...]  # central band coverage in percent, increasing
+    model: TrainedModel | None = None  # for "mlp_regressor"
+
+
+@dataclass(frozen=True)
+class OriginForecast:
+    """One forecast: per step (index 0 is step 1) the predictive distribution of the
+    cumulative log return ``ln(close_{T+k} / close_T)`` and the price bands from it."""
+
+    origin: int  # index into the request's series
+    cutoff: str  # ISO date of the last bar used
+    last_close: float
+    loc: tuple[float, ...]  # location of the cumulative log return (its median)
+    scale: tuple[float, ...]
+    df: tuple[float | None, ...]  # Student-t degrees of freedom; None for the normal
+    median: tuple[float, ...]  # price
+    bands: dict[float, tuple[tuple[float, ...], tuple[float, ...]]]  # level -> (lower, upper)
+    volatility: tuple[float, ...]  # annualised volatility forecast of the step's day
+    params: dict[str, float]  # what was fitted at this origin (and settings that matter)
+    method: dict[str, Any]  # the distribution and how the bands were calibrated
+
+
+class ForecastError(RuntimeError):
+    """A forecast could not be made from these bars (the job fails with this reason)."""
+
+
+class PendingScores(Protocol):
+    """Which predictions of a ticker still have unscored steps, from the read model once
+    it has projected the log up to a position (the scorer asks when new bars arrive)."""
+
+    def unscored(self, ticker: str, through_position: int) -> list[UUID]:
+        """Raises ``TimeoutError`` when the read model does not reach the position soon."""
+        ...
+
+
+PendingScoresFactory = Callable[[Recorder], PendingScores]
+
+
+class Forecaster(Protocol):
+    def forecast(self, request: ForecastRequest) -> list[OriginForecast]:
+        """One forecast per origin, in the order of ``request.origins``."""
+        ...

@@ -7,7 +7,8 @@ helpers) call these instead of building stores themselves:
   connection pool) of the application that uses it;
 - ``build_contexts(env)``: the five context applications with those ports;
 - ``job_queue(training, lease_seconds)`` and ``jax_trainer``: what a training worker
-  is given.
+  is given; ``forecast_engine()`` and ``pending_scores``: what its prediction jobs and
+  the scorer are given.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ from typing import Any
 from eventsourcing.persistence import Recorder
 
 from application.contexts import Contexts
-from application.ports import Ports, TrainerFactory
+from application.ports import Forecaster, PendingScores, Ports, TrainerFactory
 from infrastructure.artifacts import PostgresArtifactStore
 from infrastructure.event_reader import PostgresEventReader
 from infrastructure.jax_trainer import Trainer
 from infrastructure.job_queue import PostgresJobQueue
 from infrastructure.market_data_payloads import PostgresPayloadStore
 from infrastructure.memory_keys import PostgresKeyVault
+from infrastructure.prediction_pending import PostgresPendingScores
 
 
 def datastore_of(recorder: Recorder) -> Any:
@@ -54,3 +56,14 @@ def job_queue(application: Any, lease_seconds: float) -> PostgresJobQueue:
 
 
 jax_trainer: TrainerFactory = Trainer
+
+
+def forecast_engine() -> Forecaster:
+    """The JAX forecast engine (imported on use: the API process never forecasts)."""
+    from infrastructure.forecasting.engine import ForecastEngine
+
+    return ForecastEngine()
+
+
+def pending_scores(recorder: Recorder) -> PendingScores:
+    return PostgresPendingScores(datastore_of(recorder))

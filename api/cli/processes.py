@@ -1,6 +1,6 @@
 """The long-running processes: ``aimm serve`` (the HTTP API), ``projector``, ``relay``
-and ``worker`` (training jobs, and the registrar process manager). Each runs until
-SIGINT or SIGTERM; ``aimm dev`` supervises one of each."""
+and ``worker`` (training and prediction jobs, and the registrar and scorer process
+managers). Each runs until SIGINT or SIGTERM; ``aimm dev`` supervises one of each."""
 
 from __future__ import annotations
 
@@ -86,16 +86,30 @@ def run_relay() -> None:
     "--registrar/--no-registrar", default=True, show_default=True,
     help="Also run the process manager registering finished runs in the registry.",
 )  # fmt: skip
-def run_worker(lease_seconds: float, max_attempts: int, registrar: bool) -> None:
-    """Train queued jobs (JAX) until stopped; more workers train more jobs at once."""
+@click.option(
+    "--scorer/--no-scorer", default=True, show_default=True,
+    help="Also run the process manager scoring predictions when their actuals arrive.",
+)  # fmt: skip
+def run_worker(lease_seconds: float, max_attempts: int, registrar: bool, scorer: bool) -> None:
+    """Train models and make forecasts from the job queue until stopped; more workers
+    work on more jobs at once."""
     import threading
 
+    from application.prediction_worker import PredictionJobs
+    from application.predictions import PredictionsApplication
     from application.registrar import run_registrar
+    from application.scorer import run_scorer
     from application.training import TrainingApplication
-    from application.worker import TrainingWorker, tune_process
+    from application.worker import TrainingWorker, tune_process, worker_name
     from infrastructure.postgres import eventsourcing_env
     from infrastructure.schema import migrate as run_migrate
-    from infrastructure.wiring import jax_trainer, job_queue, postgres_ports
+    from infrastructure.wiring import (
+        forecast_engine,
+        jax_trainer,
+        job_queue,
+        pending_scores,
+        postgres_ports,
+    )
 
     settings = load_settings()
     tune_process()
@@ -110,16 +124,33 @@ def run_worker(lease_seconds: float, max_attempts: int, registrar: bool) -> None
             threads.append(
                 threading.Thread(target=run_registrar, args=(env, stopping), name="registrar")
             )
-        training = TrainingApplication(env, postgres_ports())
+        ports = postgres_ports()
+        if scorer:
+            threads.append(
+                threading.Thread(
+                    target=run_scorer, args=(env, ports, pending_scores, stopping), name="scorer"
+                )
+            )
+        training = TrainingApplication(env, ports)
+        predictions = PredictionsApplication(env, ports)
         try:
             queue = job_queue(training, lease_seconds)
-            worker = TrainingWorker(training, queue, jax_trainer, max_attempts=max_attempts)
+            name = worker_name()
+            forecasts = PredictionJobs(
+                predictions, training, queue, forecast_engine(), name=name,
+                max_attempts=max_attempts,
+            )  # fmt: skip
+            worker = TrainingWorker(
+                training, queue, jax_trainer, name=name, max_attempts=max_attempts,
+                handlers={"prediction": forecasts},
+            )  # fmt: skip
             for thread in threads:
                 thread.start()
-            click.echo(f"worker {worker.name} is waiting for training jobs")
+            click.echo(f"worker {worker.name} is waiting for training and prediction jobs")
             worker.run(stopping)
         finally:
             stopping.set()
             for thread in threads:
                 thread.join()
             training.close()
+            predictions.close()

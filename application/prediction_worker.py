@@ -1,0 +1,242 @@
+"""Prediction jobs on the worker: claim, forecast with the engine, record every forecast.
+
+The training worker's claim loop (``application.worker``) hands a leased job of kind
+``prediction`` to :class:`PredictionJobs`, so the one worker process ``make run``
+starts serves both queues. For a job:
+
+1. The job's state in the log decides: an ended job is released; a job past
+   ``max_attempts`` (its earlier workers' leases expired) is failed with the reason;
+   otherwise ``Started`` is recorded with the attempt and why.
+2. The bars are read from the ticker's ``MarketData`` at the version the request
+   pinned, up to the job's last cutoff: imports after the request change nothing.
+   A registry model's artifact is read from the artifact store and checked against
+   the hash its version names.
+3. Per model, one call of the forecaster port (``application.ports.Forecaster``)
+   forecasts every cutoff the job still lacks (an attempt that takes a job over skips
+   what earlier attempts saved). Each forecast becomes a ``Prediction`` with its
+   ``Made`` event; they are saved in chunks, each chunk in one transaction with the
+   job's ``PredictionsMade`` listing it, so a job's progress and its predictions
+   never disagree.
+4. ``Completed`` ends the job; a ``ForecastError`` (bars the forecaster cannot use)
+   ends it ``Failed`` with the reason. A lease lost meanwhile (the heartbeat could not
+   renew it) or a save refused because another worker wrote the job first stops this
+   worker writing at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+from eventsourcing.persistence import IntegrityError
+
+from application.lease_heartbeat import LeaseHeartbeat
+from application.ports import (
+    ArtifactIntegrityError,
+    Forecaster,
+    ForecastError,
+    ForecastRequest,
+    JobQueue,
+    Lease,
+    OriginForecast,
+    PriceSeries,
+    TrainedModel,
+)
+from application.predictions import PredictionsApplication
+from application.run_recorder import Abandon
+from application.training import TrainingApplication
+from domain.artifacts import content_hash
+from domain.market_data import Bar
+from domain.metadata import acting_as
+from domain.predictions.forecasters import MLP_REGRESSOR, level_key
+from domain.predictions.prediction import Prediction, PredictionJob, expected_dates
+
+log = logging.getLogger(__name__)
+
+CHUNK = 250  # predictions per transaction
+
+
+def price_series(bars: list[Bar]) -> PriceSeries:
+    """Sorted bars as the arrays the forecaster reads."""
+    columns: list[tuple[Any, ...]] = list(zip(*bars, strict=True)) if bars else [()] * 6
+    return PriceSeries(
+        dates=np.asarray(columns[0], dtype="datetime64[D]"),
+        open=np.asarray(columns[1], dtype=np.float64),
+        high=np.asarray(columns[2], dtype=np.float64),
+        low=np.asarray(columns[3], dtype=np.float64),
+        close=np.asarray(columns[4], dtype=np.float64),
+    )
+
+
+def prediction_fields(job: PredictionJob, forecast: OriginForecast) -> dict[str, Any]:
+    """The ``Made`` event's fields of one forecast (everything a chart and a score need)."""
+    dates = expected_dates(forecast.cutoff, job.horizon)
+    steps = []
+    for k in range(job.horizon):
+        values = (forecast.loc[k], forecast.scale[k], forecast.median[k], forecast.volatility[k])
+        if not all(np.isfinite(values)):
+            raise ForecastError(f"the forecast at {forecast.cutoff} is not finite at step {k + 1}")
+        steps.append(
+            {
+                "step": k + 1,
+                "date": dates[k],
+                "loc": float(forecast.loc[k]),
+                "scale": float(forecast.scale[k]),
+                "df": None if forecast.df[k] is None else float(forecast.df[k]),  # type: ignore[arg-type]
+                "median": float(forecast.median[k]),
+                "volatility": float(forecast.volatility[k]),
+                "bands": {
+                    level_key(level): [float(lower[k]), float(upper[k])]
+                    for level, (lower, upper) in sorted(forecast.bands.items())
+                },
+            }
+        )
+    return {
+        "ticker": job.ticker,
+        "market_data_version": job.market_data_version,
+        "last_close": float(forecast.last_close),
+        "horizon": job.horizon,
+        "levels": list(job.levels),
+        "steps": steps,
+        "params": dict(forecast.params),
+        "method": dict(forecast.method),
+    }
+
+
+class PredictionJobs:
+    """Runs one leased prediction job to its end (see the module)."""
+
+    def __init__(  # noqa: PLR0913
+        self,
+        predictions: PredictionsApplication,
+        training: TrainingApplication,
+        queue: JobQueue,
+        forecaster: Forecaster,
+        *,
+        name: str,
+        max_attempts: int = 3,
+        heartbeat_seconds: float = 1.0,
+    ) -> None:
+        self.predictions = predictions
+        self.training = training
+        self.queue = queue
+        self.forecaster = forecaster
+        self.name = name
+        self.max_attempts = max_attempts
+        self.heartbeat_seconds = heartbeat_seconds
+
+    def __call__(self, lease: Lease) -> None:
+        with acting_as(f"worker:{self.name}", f"prediction-job:{lease.run_id}"):
+            try:
+                self._process(lease)
+            except Abandon as exc:
+                log.warning("worker %s abandons %s: %s", self.name, lease.run_id, exc)
+                return
+        self.queue.release(lease)
+
+    def _save(self, *aggregates: Any) -> None:
+        try:
+            self.predictions.save(*aggregates)
+        except IntegrityError:
+            raise Abandon("another worker wrote the job first") from None
+
+    def _process(self, lease: Lease) -> None:
+        job = self.predictions.get_job(lease.run_id)
+        if job.finished:
+            return
+        if job.attempt >= self.max_attempts:
+            job.fail(
+                f"gave up after {job.attempt} attempt(s): the lease of worker {job.worker} "
+                "expired while it forecast (the worker stopped or was killed)",
+                job.attempt,
+            )
+            self._save(job)
+            return
+        attempt = job.attempt + 1
+        reason = (
+            "first attempt"
+            if job.attempt == 0
+            else f"restarted: the lease of worker {job.worker} expired during attempt {job.attempt}"
+        )
+        job.start(self.name, attempt, reason)
+        self._save(job)
+        started = time.monotonic()
+        with LeaseHeartbeat(self.queue, lease, self.heartbeat_seconds) as beat:
+            try:
+                self._forecast(job, attempt, beat)
+            except ForecastError as exc:
+                job = self.predictions.get_job(job.id)
+                if not job.finished and job.attempt == attempt:
+                    job.fail(str(exc), attempt)
+                    self._save(job)
+                return
+            if beat.lost.is_set():
+                raise Abandon("the lease was lost")
+            job.complete(attempt, round(time.monotonic() - started, 3))
+            self._save(job)
+
+    def _forecast(self, job: PredictionJob, attempt: int, beat: LeaseHeartbeat) -> None:
+        bars = self.predictions.bars_as_of(job.ticker, job.market_data_version)
+        last = job.cutoffs[-1]
+        bars = [bar for bar in bars if bar[0] <= last]
+        series = price_series(bars)
+        index = {bar[0]: i for i, bar in enumerate(bars)}
+        for model in job.models:
+            todo = [c for c in job.cutoffs if not job.was_made(model["key"], c)]
+            if not todo:
+                continue
+            request = ForecastRequest(
+                forecaster=model["forecaster"],
+                series=series,
+                origins=tuple(index[c] for c in todo),
+                horizon=job.horizon,
+                levels=tuple(job.levels),
+                model=self._trained(model) if model["forecaster"] == MLP_REGRESSOR else None,
+            )
+            forecasts = self.forecaster.forecast(request)
+            for start in range(0, len(forecasts), CHUNK):
+                if beat.lost.is_set():
+                    raise Abandon("the lease was lost")
+                self._record(job, attempt, model, forecasts[start : start + CHUNK])
+
+    def _record(
+        self,
+        job: PredictionJob,
+        attempt: int,
+        model: dict[str, Any],
+        forecasts: list[OriginForecast],
+    ) -> None:
+        made = [
+            Prediction.make(
+                job.id,
+                model["key"],
+                forecast.cutoff,
+                forecaster=model["forecaster"],
+                model_id=model["model_id"],
+                model_version=model["model_version"],
+                **prediction_fields(job, forecast),
+            )
+            for forecast in forecasts
+        ]
+        job.record_made(attempt, model["key"], [(p.cutoff, str(p.id)) for p in made])
+        self._save(job, *made)
+
+    def _trained(self, model: dict[str, Any]) -> TrainedModel:
+        key = model["artifact"]
+        try:
+            artifact = self.training.artifacts.get(key)
+        except ArtifactIntegrityError as exc:
+            raise ForecastError(str(exc)) from None
+        if artifact is None or content_hash(artifact) != key:
+            raise ForecastError(f"the artifact {key} of {model['key']} is missing or altered")
+        return TrainedModel(
+            model_id=model["model_id"],
+            name=model["model_name"],
+            version=model["model_version"],
+            artifact=artifact,
+            dataset_spec=dict(model["dataset_spec"]),
+            feature_columns=tuple(model["feature_columns"]),
+            out_of_sample_from=model["out_of_sample_from"],
+        )
