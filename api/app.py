@@ -26,6 +26,7 @@ from api.controllers.memory import MemoryController
 from api.controllers.ml import DatasetController, JobController
 from api.controllers.model_versions import ModelVersionController
 from api.controllers.models import ModelController
+from api.controllers.predictions import PredictionController
 from api.errors import EXCEPTION_HANDLERS
 from api.keycache import KeyCache
 from application.contexts import Contexts
@@ -49,6 +50,7 @@ ROUTES: list[Any] = [
     MetricsController,
     ModelController,
     ModelVersionController,
+    PredictionController,
 ]
 
 

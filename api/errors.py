@@ -142,7 +142,9 @@ def on_domain(request: Request[Any, Any, Any], exc: DomainError) -> Response[Any
         return problem(request, HTTP_409_CONFLICT, str(exc))
     if isinstance(exc, IdempotencyKeyReusedError):
         return problem(request, HTTP_422_UNPROCESSABLE_ENTITY, str(exc))
-    return problem(request, HTTP_422_UNPROCESSABLE_ENTITY, str(exc))
+    # a rule may name the figures a client needs to fix its request (bars needed, …)
+    extra = getattr(exc, "problem_extra", None) or {}
+    return problem(request, HTTP_422_UNPROCESSABLE_ENTITY, str(exc), **extra)
 
 
 def on_unstorable_text(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

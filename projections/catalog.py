@@ -7,6 +7,7 @@ from projections.audit_chain import AuditChain
 from projections.base import Projection
 from projections.market_data import MarketDataBars
 from projections.memory import MemoryViews
+from projections.predictions import PredictionViews
 from projections.registry_models import RegistryModels
 from projections.registry_versions import RegistryVersions
 from projections.training import TrainingViews
@@ -19,6 +20,7 @@ def all_projections() -> list[Projection]:
         RegistryModels(),
         RegistryVersions(),
         MarketDataBars(),
+        PredictionViews(),
         TrainingViews(),
         MemoryViews(),
     ]

@@ -67,7 +67,8 @@ EXCLUSIONS: list[Exclusion] = [
     ),
     Exclusion(
         operations=r"^GET /api/v1/(ai/models(/\{model_id\}/deployments)?|audit/events|"
-        r"market-data(/\{ticker\})?|ml/(datasets|jobs)|memory/(search|agents/[^/]+/timeline))$",
+        r"market-data(/\{ticker\})?|ml/(datasets|jobs)|memory/(search|agents/[^/]+/timeline)|"
+        r"predictions/jobs(/\{job_id\}/predictions)?)$",
         check="positive_data_acceptance",
         expected_statuses=(*POSITIVE, "400"),
         reason="`cursor` is opaque: only a `next_cursor` this API returned decodes; any "
