@@ -191,6 +191,7 @@ class PriceSeries:
     high: np.ndarray
     low: np.ndarray
     close: np.ndarray
+    volume: np.ndarray | None = None  # float64; the features of a registry model read it
 
 
 @dataclass(frozen=True)

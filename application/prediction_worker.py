@@ -67,6 +67,7 @@ def price_series(bars: list[Bar]) -> PriceSeries:
         high=np.asarray(columns[2], dtype=np.float64),
         low=np.asarray(columns[3], dtype=np.float64),
         close=np.asarray(columns[4], dtype=np.float64),
+        volume=np.asarray(columns[5], dtype=np.float64),
     )
 
 

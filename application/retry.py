@@ -108,9 +108,18 @@ def retrying_async(
 _CONNECTION_WORDS = ("Connection", "Interface", "Operational", "AdminShutdown", "CannotConnect")
 
 
+# Processes that start together (a worker's registrar and scorer) create the event
+# store's tables and functions at once; PostgreSQL refuses the loser's catalog update
+# with this message. Retried like a lost connection, and as quietly: it is not a bug.
+_TRANSIENT_MESSAGES = ("tuple concurrently updated",)
+
+
 def lost_connection(error: BaseException) -> bool:
-    """Whether ``error`` says the database (or broker) went away, rather than a bug."""
+    """Whether ``error`` says the database (or broker) went away, or another process's
+    concurrent start-up got in the way, rather than a bug."""
     if isinstance(error, OSError | TimeoutError):
+        return True
+    if any(message in str(error) for message in _TRANSIENT_MESSAGES):
         return True
     name = type(error).__name__
     return any(word in name for word in _CONNECTION_WORDS)
