@@ -455,8 +455,16 @@ async def scores_of(conn: asyncpg.Connection, prediction_ids: Sequence[UUID]) ->
 
 
 async def models_of(conn: asyncpg.Connection, ticker: str) -> list[str]:
+    """The models with predictions of ``ticker``, by a skip scan of the (ticker, model, …)
+    index: one probe per model, however many predictions each has."""
     rows = await conn.fetch(
-        f"SELECT DISTINCT model FROM {PREDICTIONS} WHERE ticker = $1 ORDER BY model", ticker
+        "WITH RECURSIVE m AS ("
+        f"  (SELECT model FROM {PREDICTIONS} WHERE ticker = $1 ORDER BY model LIMIT 1)"
+        "  UNION ALL"
+        f"  SELECT (SELECT model FROM {PREDICTIONS} WHERE ticker = $1 AND model > m.model "
+        "  ORDER BY model LIMIT 1) FROM m WHERE m.model IS NOT NULL"
+        ") SELECT model FROM m WHERE model IS NOT NULL",
+        ticker,
     )
     return [r["model"] for r in rows]
 
@@ -465,12 +473,14 @@ async def latest_predictions(
     conn: asyncpg.Connection, ticker: str, models: Sequence[str], as_of: date | None
 ) -> list[asyncpg.Record]:
     """Per model, the prediction in force at ``as_of``: the latest cutoff on or before it
-    (the latest made of that cutoff); without ``as_of``, the latest cutoff of all."""
+    (the latest made of that cutoff); without ``as_of``, the latest cutoff of all. One
+    backward probe of the (ticker, model, cutoff, made_at) index per model."""
+    columns = ", ".join(f"p.{c.strip()}" for c in PREDICTION_SELECT.split(","))
     return await conn.fetch(
-        f"SELECT DISTINCT ON (model) {PREDICTION_SELECT} FROM {PREDICTIONS} "
-        "WHERE ticker = $1 AND model = ANY($2::text[]) "
-        "AND ($3::date IS NULL OR cutoff <= $3) "
-        "ORDER BY model, cutoff DESC, made_at DESC, id DESC",
+        f"SELECT {columns} FROM unnest($2::text[]) WITH ORDINALITY AS m(model, n) "
+        f"CROSS JOIN LATERAL (SELECT * FROM {PREDICTIONS} WHERE ticker = $1 "
+        "AND model = m.model AND ($3::date IS NULL OR cutoff <= $3) "
+        "ORDER BY cutoff DESC, made_at DESC LIMIT 1) AS p ORDER BY m.model",
         ticker,
         list(models),
         as_of,

@@ -101,6 +101,7 @@ def run_worker(lease_seconds: float, max_attempts: int, registrar: bool, scorer:
     from application.scorer import run_scorer
     from application.training import TrainingApplication
     from application.worker import TrainingWorker, tune_process, worker_name
+    from infrastructure import jax_cache
     from infrastructure.postgres import eventsourcing_env
     from infrastructure.schema import migrate as run_migrate
     from infrastructure.wiring import (
@@ -113,6 +114,7 @@ def run_worker(lease_seconds: float, max_attempts: int, registrar: bool, scorer:
 
     settings = load_settings()
     tune_process()
+    jax_cache.enable(settings.data_dir / "jax-cache")
     with database(settings) as url:
         asyncio.run(run_migrate(url))
         env = eventsourcing_env(url, pool_size=2)

@@ -660,19 +660,13 @@ def _comparison_out(
 def _realised(bars: list[Any], first: date, last: date) -> list[RealisedVolatility]:
     if not bars:
         return []
+    names = ("date", "open", "high", "low", "close")
     frame = pl.DataFrame(
-        [dict(b) for b in bars],
-        schema={
-            "date": pl.Date,
-            "open": pl.Float64,
-            "high": pl.Float64,
-            "low": pl.Float64,
-            "close": pl.Float64,
-            "volume": pl.Float64,
-        },
+        {name: [b[name] for b in bars] for name in names},
+        schema={"date": pl.Date, **{name: pl.Float64 for name in names[1:]}},
     )
     realised = realized_volatility(frame).filter(pl.col("date").is_between(first, last))
     return [
-        RealisedVolatility(r["date"], r["close_to_close"], r["parkinson"], r["garman_klass"])
-        for r in realised.iter_rows(named=True)
+        RealisedVolatility(*row)
+        for row in realised.select("date", "close_to_close", "parkinson", "garman_klass").rows()
     ]
