@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.memory
 	$(BIN)/python -m benchmarks.sse_latency
 	$(BIN)/python -m benchmarks.garch
+	$(BIN)/python -m benchmarks.predictions --skip-garch
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
