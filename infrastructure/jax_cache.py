@@ -11,6 +11,7 @@ cache). Stale entries are never wrong, only unused: the key covers code and vers
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import jax
 
@@ -18,6 +19,7 @@ import jax
 def enable(directory: Path) -> None:
     """Keep every compilation that took at least half a second in ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
-    jax.config.update("jax_compilation_cache_dir", str(directory))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    update: Any = jax.config.update  # untyped in JAX's stubs
+    update("jax_compilation_cache_dir", str(directory))
+    update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    update("jax_persistent_cache_min_entry_size_bytes", 0)
