@@ -23,12 +23,16 @@ previous bar, calendar gaps are not filled), with r_t = ln(close_t / close_{t-1}
   sqrt(mean over the last ``window`` days of ln(high/low)^2 / (4 ln 2));
 - ``volume_change``: ln(volume_t / volume_{t-1}), null when either volume is 0.
 
-Everything is known at the close of day t. The target is about day t+1: ``direction`` is
-1.0 when r_{t+1} > 0 else 0.0, ``log_return`` is r_{t+1}. Non-finite intermediate values
-(a zero close, low or volume) become null, and every row with a null feature or target
-is dropped: the first rows of each ticker (until lags/window are full), its last day
-(no next day), and days touching a zero volume or price. ``lags`` only matters with
-``log_returns`` and ``window`` only with the two volatilities.
+Everything is known at the close of day t. ``with_feature_columns`` computes these
+columns for every bar it is given, the last one included (serving needs the row of a
+cutoff, which has no next day), and is the one code path: ``build_dataset`` calls it on
+the bars inside [start, end], a forecast with a trained model on the bars up to its
+cutoff. The target is about day t+1: ``direction`` is 1.0 when r_{t+1} > 0 else 0.0,
+``log_return`` is r_{t+1}. Non-finite intermediate values (a zero close, low or volume)
+become null, and every row with a null feature or target is dropped: the first rows of
+each ticker (until lags/window are full), its last day (no next day), and days touching
+a zero volume or price. ``lags`` only matters with ``log_returns`` and ``window`` only
+with the two volatilities.
 
 Frame: ``date`` (Date), ``ticker``, ``split``, the feature columns in ``FEATURES``
 order, ``target`` (Float64); rows sorted by (date, ticker). Split: rows dated on or
@@ -285,27 +289,54 @@ def _bars_frame(spec: DatasetSpec, bars: Mapping[str, Sequence[Bar]]) -> pl.Data
     return pl.concat(frames).sort("ticker", "date")
 
 
-def _with_features(spec: DatasetSpec, frame: pl.DataFrame) -> pl.DataFrame:
-    """Every feature column and the target, each computed within its ticker."""
+def _log_return() -> pl.Expr:
+    """r_t = ln(close_t / close_{t-1}) within each ticker; null where not finite."""
+    return _finite_or_null((pl.col("close") / pl.col("close").shift(1)).log()).over("ticker")
+
+
+def with_feature_columns(spec: DatasetSpec, bars: pl.DataFrame) -> pl.DataFrame:
+    """``bars`` with the feature columns of ``spec`` added, for EVERY bar (the last included).
+
+    The one definition of the features: ``build_dataset`` calls it for its rows, and a
+    forecast with a trained model (``infrastructure.forecasting.mlp``) for the bars up to
+    its cutoff, so training and serving share one code path.
+
+    ``bars``: one row per bar with ``date`` (Date), ``ticker``, ``open``, ``high``,
+    ``low``, ``close`` and ``volume`` (Float64); dates strictly increasing within a ticker
+    (``build_dataset`` refuses repeats). Returned: the same rows sorted by (ticker, date),
+    every input column kept, plus ``feature_columns(spec)`` in that order. A feature that
+    cannot be computed (history shorter than its lags or window, a zero price or volume in
+    reach) is null; no row is dropped. Only ``features``, ``lags`` and ``window`` of the
+    spec are read: the caller chooses the rows (``build_dataset``: its bars inside
+    [start, end]). Every feature of a bar is a function of its ticker's bars up to and
+    including it (trailing shifts and windows only): nothing later enters.
+    """
+    frame = bars.sort("ticker", "date")
     prev_volume = pl.col("volume").shift(1).over("ticker")
     frame = frame.with_columns(
-        _r=_finite_or_null((pl.col("close") / pl.col("close").shift(1)).log()).over("ticker"),
+        _r=_log_return(),
         _range2=_finite_or_null((pl.col("high") / pl.col("low")).log() ** 2),
         volume_change=pl.when((pl.col("volume") > 0) & (prev_volume > 0)).then(
             _finite_or_null((pl.col("volume") / prev_volume).log())
         ),
     )
     r, w, lag_range = pl.col("_r"), spec.window, range(1, spec.lags + 1)
-    next_r = r.shift(-1).over("ticker")
-    target = (next_r > 0).cast(pl.Float64) if spec.target == "direction" else next_r
-    return frame.with_columns(
+    frame = frame.with_columns(
         *[r.shift(k - 1).over("ticker").alias(f"log_return_lag_{k}") for k in lag_range],
         r.rolling_std(w, min_samples=w).over("ticker").alias(f"rolling_volatility_{w}"),
         (pl.col("_range2").rolling_mean(w, min_samples=w).over("ticker") / (4 * math.log(2)))
         .sqrt()
         .alias(f"range_volatility_{w}"),
-        target.alias(TARGET_COLUMN),
     )
+    return frame.select(*bars.columns, *feature_columns(spec))
+
+
+def _with_target(spec: DatasetSpec, frame: pl.DataFrame) -> pl.DataFrame:
+    """The target of each row, about the next bar of its ticker (null on the last)."""
+    frame = frame.with_columns(_r=_log_return())
+    next_r = pl.col("_r").shift(-1).over("ticker")
+    target = (next_r > 0).cast(pl.Float64) if spec.target == "direction" else next_r
+    return frame.with_columns(target.alias(TARGET_COLUMN)).drop("_r")
 
 
 def _default_validation_start(frame: pl.DataFrame, fraction: float) -> date:
@@ -321,7 +352,7 @@ def build_dataset(spec: DatasetSpec, bars: Mapping[str, Sequence[Bar]]) -> Built
     columns = feature_columns(spec)
     kept = [*columns, TARGET_COLUMN]
     frame = (
-        _with_features(spec, _bars_frame(spec, bars))
+        _with_target(spec, with_feature_columns(spec, _bars_frame(spec, bars)))
         .filter(*[pl.col(c).is_not_null() & pl.col(c).is_finite() for c in kept])
         .select("date", "ticker", *kept)
     )

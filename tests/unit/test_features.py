@@ -24,6 +24,7 @@ from domain.ml.features import (
     load_dataset,
     parse_dataset_spec,
     to_arrays,
+    with_feature_columns,
 )
 
 DAY0 = date(2024, 1, 1)
@@ -75,6 +76,36 @@ def test_features_and_target_match_a_hand_computation() -> None:
     assert row["target"] == (1.0 if r[i + 1] > 0 else 0.0)
     regression = build_dataset(spec(target="log_return"), {"A": bars}).frame
     assert regression.filter(pl.col("date") == row["date"])["target"][0] == pytest.approx(r[i + 1])
+
+
+def bars_frame(bars: list[Bar], ticker: str = "A") -> pl.DataFrame:
+    columns = ("date", "open", "high", "low", "close", "volume")
+    frame = pl.DataFrame(bars, schema=columns, orient="row")
+    return frame.with_columns(pl.col("date").str.to_date(), ticker=pl.lit(ticker))
+
+
+def test_feature_columns_cover_every_bar_and_equal_the_datasets_rows() -> None:
+    bars = make_bars(80)
+    built = build_dataset(spec(), {"A": bars})
+    served = with_feature_columns(spec(), bars_frame(bars))
+    assert served.height == 80 and served.columns[-len(built.feature_columns) :] == list(
+        built.feature_columns
+    )
+    same_days = served.join(built.frame.select("date"), on="date", how="semi")
+    assert same_days.select(built.feature_columns).equals(built.frame.select(built.feature_columns))
+    last = served.row(-1, named=True)  # no next day, so no dataset row, but every feature
+    assert last["log_return_lag_1"] == pytest.approx(math.log(bars[79][4] / bars[78][4]))
+    assert all(last[c] is not None for c in built.feature_columns)
+    first = served.row(0, named=True)  # no history: nulls, not a dropped row
+    assert first["log_return_lag_1"] is None and first["rolling_volatility_5"] is None
+
+
+def test_a_bars_features_never_read_a_later_bar() -> None:
+    bars = make_bars(60)
+    changed = [*bars[:40], *make_bars(20, seed=9, first=DAY0 + timedelta(40))]
+    before = with_feature_columns(spec(), bars_frame(bars)).head(40)
+    after = with_feature_columns(spec(), bars_frame(changed)).head(40)
+    assert before.equals(after)
 
 
 def test_column_order_is_keys_then_features_in_canonical_order_then_target() -> None:
