@@ -452,7 +452,7 @@ class PredictionController(Controller):
         )
         return AccuracyOut(groups=_groups(points, bands), rolling=rolling, window=window)
 
-    @get("/compare", guards=[READ], responses=problems(422))
+    @get("/compare", guards=[READ], responses=problems(404, 422))
     async def compare(  # noqa: PLR0913
         self,
         request: Request[Any, Any, Any],
@@ -485,10 +485,13 @@ class PredictionController(Controller):
         """Models on their common origins only (F11.2.4): their accuracy side by side, a
         Diebold–Mariano test (HAC variance, Harvey–Leybourne–Newbold correction) of each
         against the baseline and of every pair, and a ranking by mean loss with the best
-        marked. 422 when the models share too few scored origins (the body says how many
-        there are and how many are needed)."""
+        marked. 404 for a ticker without market data; 422 when the models share too few
+        scored origins (the body says how many there are and how many are needed)."""
         await wait_for(request, wait)
         symbol = _ticker(ticker)
+        async with snapshot(request) as conn:
+            if await bars_views.get_ticker(conn, symbol) is None:
+                raise ProblemError(404, f"no market data for ticker {symbol!r}")
         names = list(dict.fromkeys([*(_model_keys(models) or []), baseline]))
         points, bands = await _scored(request, symbol, names, horizon, None, None)
         losses = stats.losses(points, bands, loss, level)

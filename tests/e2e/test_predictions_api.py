@@ -453,6 +453,12 @@ async def test_a_backtest_is_scored_at_once_and_feeds_accuracy_comparison_and_th
     )
     problem = is_problem(too_few, 422)
     assert problem["origins"] == 0 and problem["needed"] >= 10
+    unknown = await api.client.get(
+        f"{PREDICTIONS}/compare",
+        params={"ticker": "NOSUCH", "models": "ewma"},
+        headers=api.auth("viewer"),
+    )
+    is_problem(unknown, 404)
 
     dashboard = await api.client.get(
         f"{PREDICTIONS}/SP500",
