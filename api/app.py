@@ -29,6 +29,7 @@ from api.controllers.models import ModelController
 from api.controllers.predictions import PredictionController
 from api.errors import EXCEPTION_HANDLERS
 from api.keycache import KeyCache
+from api.read_cache import ReadCache
 from application.contexts import Contexts
 from infrastructure.postgres import create_pool, eventsourcing_env
 from infrastructure.schema import migrate
@@ -68,6 +69,7 @@ def create_app(settings: Settings, database_url: str, *, run_projector: bool = F
         app.state.contexts = contexts
         app.state.key_cache = KeyCache(pool)
         await app.state.key_cache.start()
+        app.state.read_cache = ReadCache()
         # one LISTEN connection per process wakes every read-your-writes wait and stream
         app.state.watcher = ProjectionWatcher(pool, database_url)
         await app.state.watcher.start()

@@ -72,6 +72,7 @@ from api.prediction_schemas import (
     StepOut,
     VolatilityPoint,
 )
+from api.read_cache import ReadCache
 from application.base import Response as CommandResponse
 from application.contexts import Contexts
 from domain.market_data import InvalidTickerError, check_ticker
@@ -89,6 +90,9 @@ MODEL_LIST_PATTERN = (
     rf"^({forecasters.MODEL_REF_PATTERN[1:-1]})(,({forecasters.MODEL_REF_PATTERN[1:-1]}))"
     rf"{{0,{9}}}$"
 )
+# the contexts whose read models the dashboard, accuracy and comparison read (market data
+# is imported into the predictions log): their positions key the read cache
+READ_CONTEXTS = ("predictions",)
 DEFAULT_DAYS = 183  # the dashboard's default range: about six months before its end
 ModelList = Annotated[
     str | None,
@@ -238,6 +242,11 @@ def _keyset(cursor: str | None) -> tuple[datetime, UUID] | None:
         return datetime.fromisoformat(at), UUID(key)
     except (TypeError, ValueError):
         raise ProblemError(400, "cursor is not one this API returned") from None
+
+
+def _cache(request: Request[Any, Any, Any]) -> ReadCache:
+    cache: ReadCache = request.app.state.read_cache
+    return cache
 
 
 def _model_keys(models: str | None) -> list[str] | None:
@@ -439,18 +448,27 @@ class PredictionController(Controller):
         Rows: scored steps with target dates in [``start``, ``end``]; of several
         predictions of one model at one cutoff, the latest made counts."""
         await wait_for(request, wait)
-        points, bands = await _scored(
-            request, ticker and _ticker(ticker), _model_keys(model), horizon, start, end
+        symbol = ticker and _ticker(ticker)
+        keys = _model_keys(model)
+
+        async def build(conn: asyncpg.Connection) -> AccuracyOut:
+            points, bands = await _scored(conn, symbol, keys, horizon, start, end)
+            rolling = (
+                []
+                if window is None
+                else [
+                    msgspec.convert(r, RollingAccuracy)
+                    for r in stats.rolling_records(stats.rolling_accuracy(points, bands, window))
+                ]
+            )
+            return AccuracyOut(groups=_groups(points, bands), rolling=rolling, window=window)
+
+        return await _cache(request).answer(
+            request,
+            READ_CONTEXTS,
+            ("accuracy", symbol, tuple(keys or ()), horizon, start, end, window),
+            build,
         )
-        rolling = (
-            []
-            if window is None
-            else [
-                msgspec.convert(r, RollingAccuracy)
-                for r in stats.rolling_records(stats.rolling_accuracy(points, bands, window))
-            ]
-        )
-        return AccuracyOut(groups=_groups(points, bands), rolling=rolling, window=window)
 
     @get("/compare", guards=[READ], responses=problems(404, 422))
     async def compare(  # noqa: PLR0913
@@ -489,24 +507,32 @@ class PredictionController(Controller):
         scored origins (the body says how many there are and how many are needed)."""
         await wait_for(request, wait)
         symbol = _ticker(ticker)
-        async with snapshot(request) as conn:
+        names = list(dict.fromkeys([*(_model_keys(models) or []), baseline]))
+
+        async def build(conn: asyncpg.Connection) -> CompareOut:
             if await bars_views.get_ticker(conn, symbol) is None:
                 raise ProblemError(404, f"no market data for ticker {symbol!r}")
-        names = list(dict.fromkeys([*(_model_keys(models) or []), baseline]))
-        points, bands = await _scored(request, symbol, names, horizon, None, None)
-        losses = stats.losses(points, bands, loss, level)
-        try:
-            result = compare_models(losses, names, baseline, horizon)
-        except TooFewOriginsError as exc:
-            raise ProblemError(422, str(exc), origins=exc.count, needed=exc.needed) from None
-        common = (
-            losses.group_by("cutoff")
-            .agg(pl.col("model").n_unique().alias("models"))
-            .filter(pl.col("models") == len(names))
-            .select("cutoff")
-        )
-        return _comparison_out(
-            symbol, loss, level, result, _groups(points.join(common, on="cutoff"), bands)
+            points, bands = await _scored(conn, symbol, names, horizon, None, None)
+            losses = stats.losses(points, bands, loss, level)
+            try:
+                result = compare_models(losses, names, baseline, horizon)
+            except TooFewOriginsError as exc:
+                raise ProblemError(422, str(exc), origins=exc.count, needed=exc.needed) from None
+            common = (
+                losses.group_by("cutoff")
+                .agg(pl.col("model").n_unique().alias("models"))
+                .filter(pl.col("models") == len(names))
+                .select("cutoff")
+            )
+            return _comparison_out(
+                symbol, loss, level, result, _groups(points.join(common, on="cutoff"), bands)
+            )
+
+        return await _cache(request).answer(
+            request,
+            READ_CONTEXTS,
+            ("compare", symbol, tuple(names), horizon, loss, level, baseline),
+            build,
         )
 
     @get("/forecasters", guards=[READ], responses=problems())
@@ -557,47 +583,62 @@ class PredictionController(Controller):
         same dates for the overlay."""
         await wait_for(request, wait)
         symbol = _ticker(ticker)
-        async with snapshot(request) as conn:
-            summary = await bars_views.get_ticker(conn, symbol)
-            if summary is None:
-                raise ProblemError(404, f"no market data for ticker {symbol!r}")
-            keys = _model_keys(models) or await views.models_of(conn, symbol)
-            rows = await views.latest_predictions(conn, symbol, keys, as_of)
-            chosen = await predictions_with_scores(conn, rows)
-            last_day: date = end or summary["last_date"]
-            first_day = start or last_day - timedelta(days=DEFAULT_DAYS)
-            horizon_end = max([last_day, *(p.steps[-1].date for p in chosen)])
-            bars = await bars_views.bars_between(
-                conn,
-                symbol,
-                first_day - timedelta(days=3 * DEFAULT_WINDOW),
-                horizon_end + timedelta(days=7),
-                None,
-                100_000,
-            )
-        return DashboardOut(
-            ticker=symbol,
-            start=start,
-            end=end,
-            as_of=as_of,
-            actuals=[
-                Actual(b["date"], b["close"]) for b in bars if first_day <= b["date"] <= last_day
-            ],
-            models=[
-                ModelForecast(
-                    model=p.model,
-                    prediction=p,
-                    volatility=[VolatilityPoint(s.step, s.date, s.volatility) for s in p.steps],
-                )
-                for p in chosen
-            ],
-            realised_volatility=_realised(bars, first_day, horizon_end),
-            realised_window=DEFAULT_WINDOW,
+        keys = _model_keys(models)
+        return await _cache(request).answer(
+            request,
+            READ_CONTEXTS,
+            ("dashboard", symbol, start, end, tuple(keys or ()), as_of),
+            lambda conn: _dashboard(conn, symbol, start, end, keys, as_of),
         )
 
 
+async def _dashboard(  # noqa: PLR0913
+    conn: asyncpg.Connection,
+    symbol: str,
+    start: date | None,
+    end: date | None,
+    models: list[str] | None,
+    as_of: date | None,
+) -> DashboardOut:
+    """What the dashboard draws, read in one snapshot."""
+    summary = await bars_views.get_ticker(conn, symbol)
+    if summary is None:
+        raise ProblemError(404, f"no market data for ticker {symbol!r}")
+    keys = models or await views.models_of(conn, symbol)
+    rows = await views.latest_predictions(conn, symbol, keys, as_of)
+    chosen = await predictions_with_scores(conn, rows)
+    last_day: date = end or summary["last_date"]
+    first_day = start or last_day - timedelta(days=DEFAULT_DAYS)
+    horizon_end = max([last_day, *(p.steps[-1].date for p in chosen)])
+    bars = await bars_views.bars_between(
+        conn,
+        symbol,
+        first_day - timedelta(days=3 * DEFAULT_WINDOW),
+        horizon_end + timedelta(days=7),
+        None,
+        100_000,
+    )
+    return DashboardOut(
+        ticker=symbol,
+        start=start,
+        end=end,
+        as_of=as_of,
+        actuals=[Actual(b["date"], b["close"]) for b in bars if first_day <= b["date"] <= last_day],
+        models=[
+            ModelForecast(
+                model=p.model,
+                prediction=p,
+                volatility=[VolatilityPoint(s.step, s.date, s.volatility) for s in p.steps],
+            )
+            for p in chosen
+        ],
+        realised_volatility=_realised(bars, first_day, horizon_end),
+        realised_window=DEFAULT_WINDOW,
+    )
+
+
 async def _scored(  # noqa: PLR0913
-    request: Request[Any, Any, Any],
+    conn: asyncpg.Connection,
     ticker: str | None,
     models: list[str] | None,
     step: int | None,
@@ -605,10 +646,9 @@ async def _scored(  # noqa: PLR0913
     end: date | None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The scored rows and their bands as the frames ``domain.predictions.accuracy`` reads."""
-    async with snapshot(request) as conn:
-        points, bands = await views.score_rows(
-            conn, ticker=ticker, models=models, step=step, start=start, end=end
-        )
+    points, bands = await views.score_rows(
+        conn, ticker=ticker, models=models, step=step, start=start, end=end
+    )
     return (
         pl.DataFrame([dict(r) for r in points], schema=stats.POINTS_SCHEMA, orient="row"),
         pl.DataFrame([dict(r) for r in bands], schema=stats.BANDS_SCHEMA, orient="row"),

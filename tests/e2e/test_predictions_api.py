@@ -266,6 +266,48 @@ async def test_a_run_forecasts_at_the_cutoff_with_calibrated_nested_widening_ban
     assert first["target_date"] == "2018-06-04" and first["actual"] == pytest.approx(2746.87)
 
 
+async def test_cached_dashboard_and_accuracy_follow_each_new_prediction_and_score(
+    api: Api, sp500: None, forecasting: Forecasting
+) -> None:
+    """The dashboard and accuracy answers are kept by read-model position (api.read_cache):
+    asked again they must still show what arrived since."""
+
+    async def get(path: str, **params: Any) -> dict[str, Any]:
+        response = await api.client.get(
+            f"{PREDICTIONS}/{path}", params=params, headers=api.auth("viewer")
+        )
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    async def imported() -> bool:
+        response = await api.client.get(f"{PREDICTIONS}/SP500", headers=api.auth("viewer"))
+        assert response.status_code in (200, 404), response.text
+        return response.status_code == 200
+
+    await wait_until(imported, "the dashboard knows the imported bars")
+    assert (await get("SP500"))["models"] == []
+    assert (await get("accuracy", ticker="SP500"))["groups"] == []
+    assert (await get("SP500"))["models"] == []  # now an answer from the cache
+    body = {"ticker": "SP500", "model": "ewma", "horizon": 5, "as_of": "2017-06-30"}
+    job = await accepted(api, "run", body)
+    assert (await finished(api, job["id"]))["status"] == "completed"
+    await fully_scored(api, job["id"], 5)
+
+    async def drawn() -> list[str]:
+        return [m["model"] for m in (await get("SP500"))["models"]]
+
+    assert await wait_until(drawn, "the dashboard shows the new prediction") == ["ewma"]
+
+    async def accuracy() -> list[Any]:
+        groups: list[Any] = (await get("accuracy", ticker="SP500"))["groups"]
+        return groups if sum(g["n"] for g in groups) == 5 else []
+
+    groups = await wait_until(accuracy, "accuracy counts the five scored steps")
+    assert {g["model"] for g in groups} == {"ewma"}
+    cache = api.client.app.state.read_cache
+    assert cache.hits >= 1 and cache.misses >= 3
+
+
 async def test_bad_requests_are_4xx_problems_and_append_nothing(api: Api, sp500: None) -> None:
     before = await count(api, "SELECT count(*) FROM predictions_events")
     run = {"ticker": "SP500", "model": "ewma", "horizon": 5}
