@@ -1,0 +1,1 @@
+"""The assistant context: roles, prompts with versions and labels, prompt tests."""
