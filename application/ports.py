@@ -2,9 +2,10 @@
 
 ``application/`` never imports ``infrastructure/``. It names here what it needs (an
 artifact store, a key vault, a payload store, a bulk event reader, a job queue, a
-trainer); ``infrastructure/`` implements them (``infrastructure.wiring`` gathers the
-PostgreSQL and JAX implementations), and the composition roots (``api.app.create_app``,
-the ``aimm`` command line, the test helpers) pass them in:
+trainer, a forecaster, an LLM provider); ``infrastructure/`` implements them
+(``infrastructure.wiring`` gathers the PostgreSQL and JAX implementations,
+``infrastructure.llm`` the LLM providers), and the composition roots
+(``api.app.create_app``, the ``aimm`` command line, the test helpers) pass them in:
 
 - a context application takes ``ports=Ports(...)``: factories that are given the
   application's own event recorder, so a store shares the application's database and
@@ -263,4 +264,64 @@ PendingScoresFactory = Callable[[Recorder], PendingScores]
 class Forecaster(Protocol):
     def forecast(self, request: ForecastRequest) -> list[OriginForecast]:
         """One forecast per origin, in the order of ``request.origins``."""
+        ...
+
+
+# -- LLM ------------------------------------------------------------------------------------
+
+
+class LLMError(RuntimeError):
+    """The provider failed: unreachable, refused the request (with its status and message),
+    or gave an answer that is not a completion. The message says which and where."""
+
+
+@dataclass(frozen=True)
+class CompletionRequest:
+    """One chat completion: an already rendered system and user message."""
+
+    system: str  # "" sends no system message (the model's chat template may add its own)
+    user: str
+    model: str  # a provider's model name, or a key or path the provider understands
+    temperature: float  # 0 is greedy: with a fixed seed, the same text every time
+    max_tokens: int  # at least 1, and within ``LLMProvider.context_length`` with the prompt
+    top_p: float | None = None  # None: the provider's default
+    stop: tuple[str, ...] = ()
+    seed: int | None = None  # None: the provider's choice (random for most)
+
+    def __post_init__(self) -> None:
+        # A provider reads max_tokens <= 0 as "unbounded" or "one": neither is what was asked.
+        if self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be at least 1, got {self.max_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must not be negative, got {self.temperature}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    tokens_in: int  # the provider's own usage figures (the prompt as the template built it)
+    tokens_out: int
+    latency_ms: float  # wall time of the call, as the caller waited for it
+    # "stop" (end of turn or a stop sequence) or "length" (max_tokens, or the context was
+    # full); a remote's other reasons (such as "content_filter") are passed on as they are
+    finish_reason: str
+    model: str  # what the provider reports it ran
+
+
+class LLMProvider(Protocol):
+    """A chat model behind a name ("embedded", "openai").
+
+    ``complete`` blocks until the whole answer is there (no streaming); callers run it in a
+    worker thread (``sync_to_thread``), never on the event loop: local inference holds a
+    CPU for seconds, and a remote call waits as long. Failures raise ``LLMError``.
+    """
+
+    name: str
+
+    def complete(self, request: CompletionRequest) -> Completion: ...
+
+    def context_length(self, model: str) -> int:
+        """The model's token limit (prompt and answer together), to validate max_tokens."""
         ...
