@@ -8,9 +8,10 @@ that finds the same positions gets the same answer without reading or computing 
 Positions only grow (a rebuild replays the same events into the same state), so an entry
 is never served for a state it was not built from; old entries age out of the LRU.
 
-On a miss the answer is built in a snapshot (``api.contract.snapshot``) and filed under
-the positions read inside that snapshot, so entry and key describe the same state. On a
-hit the cost is one indexed read of the positions table.
+On a miss the answer is built in a snapshot (``api.contract.snapshot``), encoded once with
+Litestar's own JSON encoder, and filed under the positions read inside that snapshot, so
+entry and key describe the same state. On a hit the cost is one indexed read of the
+positions table; the stored bytes are the response body.
 
 Used by the prediction dashboard, accuracy and comparison (``api.controllers.predictions``):
 reads that join thousands of rows and compute statistics, asked again and again with the
@@ -21,10 +22,11 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import asyncpg
-from litestar import Request
+from litestar import Request, Response
+from litestar.serialization import encode_json
 
 from api.contract import snapshot
 
@@ -42,7 +44,7 @@ class ReadCache:
 
     def __init__(self, entries: int = DEFAULT_ENTRIES) -> None:
         self.entries = entries
-        self._answers: OrderedDict[Hashable, Any] = OrderedDict()
+        self._answers: OrderedDict[Hashable, bytes] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
@@ -52,22 +54,22 @@ class ReadCache:
         contexts: tuple[str, ...],
         key: Hashable,
         build: Callable[[asyncpg.Connection], Awaitable[T]],
-    ) -> T:
-        """The cached answer for ``key`` at the current positions of ``contexts``, else
-        ``build(conn)`` in a snapshot, filed for the next request."""
+    ) -> Response[T]:
+        """The answer for ``key`` at the current positions of ``contexts``: from the cache,
+        else ``build(conn)`` in a snapshot, encoded and filed for the next request."""
         async with request.app.state.pool.acquire() as conn:
             positions = tuple(await conn.fetchval(POSITIONS_SQL, list(contexts)))
-        full_key = (key, contexts, positions)
-        if full_key in self._answers:
-            self._answers.move_to_end(full_key)
+        body = self._answers.get((key, contexts, positions))
+        if body is not None:
+            self._answers.move_to_end((key, contexts, positions))
             self.hits += 1
-            found: T = self._answers[full_key]
-            return found
-        self.misses += 1
-        async with snapshot(request) as conn:
-            positions = tuple(await conn.fetchval(POSITIONS_SQL, list(contexts)))
-            built = await build(conn)
-        self._answers[(key, contexts, positions)] = built
-        while len(self._answers) > self.entries:
-            self._answers.popitem(last=False)
-        return built
+        else:
+            self.misses += 1
+            async with snapshot(request) as conn:
+                positions = tuple(await conn.fetchval(POSITIONS_SQL, list(contexts)))
+                body = encode_json(await build(conn))
+            self._answers[(key, contexts, positions)] = body
+            while len(self._answers) > self.entries:
+                self._answers.popitem(last=False)
+        # the body is a T encoded once; the handler's ``Response[T]`` documents T
+        return cast("Response[T]", Response(content=body, media_type="application/json"))

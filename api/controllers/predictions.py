@@ -439,7 +439,7 @@ class PredictionController(Controller):
         end: date | None = None,
         window: Window = None,
         wait: WaitFor = None,
-    ) -> AccuracyOut:
+    ) -> Response[AccuracyOut]:
         """Accuracy vs actuals (F11.2.3) per model x ticker x horizon step: n, MAE, RMSE,
         MAPE, MASE against the no-change forecast on the same rows, direction hit rate,
         per band level coverage, mean width and Winkler score, pinball loss, and QLIKE
@@ -499,7 +499,7 @@ class PredictionController(Controller):
             ModelRefText, Parameter(description="the model each one is tested against")
         ] = "random_walk",
         wait: WaitFor = None,
-    ) -> CompareOut:
+    ) -> Response[CompareOut]:
         """Models on their common origins only (F11.2.4): their accuracy side by side, a
         Diebold–Mariano test (HAC variance, Harvey–Leybourne–Newbold correction) of each
         against the baseline and of every pair, and a ranking by mean loss with the best
@@ -574,7 +574,7 @@ class PredictionController(Controller):
         models: ModelList = None,
         as_of: date | None = None,
         wait: WaitFor = None,
-    ) -> DashboardOut:
+    ) -> Response[DashboardOut]:
         """What the prediction chart draws (F11.2.1, F11.2.2): actual closes from ``start``
         to ``end`` (default: the six months before the last bar), per model the prediction
         in force (the latest cutoff on or before ``as_of``, default the latest of all)
