@@ -55,7 +55,13 @@ from domain.predictions.prediction import Prediction, PredictionJob, expected_da
 
 log = logging.getLogger(__name__)
 
-CHUNK = 250  # predictions per transaction
+CHUNK = 250  # predictions per transaction, at most
+# ...and at most about this many bytes of stored events per transaction: eventsourcing
+# inserts a save's events through a psycopg pipeline, and a pipeline carrying several
+# megabytes stalls for good on both ends (measured: 250 events of 20 kB hang, 250 of
+# 16 kB do not); a backtest's predictions at a 30-step horizon with five levels are
+# tens of kilobytes each
+SAVE_BUDGET_BYTES = 1_000_000
 
 
 def price_series(bars: list[Bar]) -> PriceSeries:
@@ -221,8 +227,16 @@ class PredictionJobs:
             )
             for forecast in forecasts
         ]
-        job.record_made(attempt, model["key"], [(p.cutoff, str(p.id)) for p in made])
-        self._save(job, *made)
+        # one model's predictions of one job are all about the same size: the first one's
+        # stored size (with a margin) says how many fit in a transaction's budget
+        size = sum(
+            len(self.predictions.mapper.to_stored_event(e).state) for e in made[0].pending_events
+        )
+        per_save = max(1, min(CHUNK, SAVE_BUDGET_BYTES * 2 // (3 * max(size, 1))))
+        for start in range(0, len(made), per_save):
+            part = made[start : start + per_save]
+            job.record_made(attempt, model["key"], [(p.cutoff, str(p.id)) for p in part])
+            self._save(job, *part)
 
     def _trained(self, model: dict[str, Any]) -> TrainedModel:
         key = model["artifact"]
