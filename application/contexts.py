@@ -1,25 +1,17 @@
-"""The five contexts of the plan, one Application (and one events table) each.
-
-Contexts other than the registry get their aggregates in later work; their
-applications exist now so that every log, table and projection position is in place.
-"""
+"""The five contexts of the plan, one Application (and one events table) each."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
+from application.assistant import AssistantApplication
 from application.base import ContextApplication
 from application.memory import MemoryApplication
 from application.ports import Ports
 from application.predictions import PredictionsApplication
 from application.registry import RegistryApplication
 from application.training import TrainingApplication
-
-
-class AssistantApplication(ContextApplication):
-    name = "assistant"
-
 
 APPLICATION_CLASSES: tuple[type[ContextApplication], ...] = (
     RegistryApplication,

@@ -21,7 +21,7 @@ stores that say so when used.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -83,12 +83,15 @@ EventReaderFactory = Callable[[Recorder, str], EventReader]  # recorder, events 
 
 @dataclass(frozen=True)
 class Ports:
-    """The stores the context applications use, built against each one's recorder."""
+    """The stores the context applications use, built against each one's recorder, and
+    the LLM providers (``llm``: called once, at the first use, so nothing is loaded or
+    connected before a model is needed; None: an application without providers)."""
 
     artifacts: ArtifactStoreFactory
     keys: KeyVaultFactory
     payloads: PayloadStoreFactory
     events: EventReaderFactory
+    llm: LLMProvidersFactory | None = None
 
 
 class Unwired:
@@ -325,3 +328,7 @@ class LLMProvider(Protocol):
     def context_length(self, model: str) -> int:
         """The model's token limit (prompt and answer together), to validate max_tokens."""
         ...
+
+
+# The providers by name ("embedded", "openai"), built when first asked for.
+LLMProvidersFactory = Callable[[], Mapping[str, LLMProvider]]

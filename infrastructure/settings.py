@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -17,6 +17,58 @@ class SettingsError(ValueError):
 
 
 @dataclass(frozen=True)
+class LLMSettings:
+    """The LLM providers' settings (``docs/llm.md``), the keywords of ``build_providers``."""
+
+    base_url: str | None = None
+    api_key: str | None = None
+    context_length: int | None = None
+    timeout: float = 120.0
+    embedded_context_size: int = 4096
+    embedded_threads: int | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> LLMSettings:
+        base_url = env.get("AIMM_LLM_BASE_URL") or None
+        if base_url is not None and urlsplit(base_url).scheme not in ("http", "https"):
+            raise SettingsError(f"AIMM_LLM_BASE_URL must be an http(s) URL, got {base_url!r}")
+        timeout = _seconds(env, "AIMM_LLM_TIMEOUT", 120.0)
+        context_size = _positive(env, "AIMM_LLM_EMBEDDED_CONTEXT", 4096) or 4096
+        if context_size < 64:
+            raise SettingsError("AIMM_LLM_EMBEDDED_CONTEXT must be at least 64 tokens")
+        return cls(
+            base_url=base_url,
+            api_key=env.get("AIMM_LLM_API_KEY") or None,
+            context_length=_positive(env, "AIMM_LLM_CONTEXT_LENGTH", None),
+            timeout=timeout,
+            embedded_context_size=context_size,
+            embedded_threads=_positive(env, "AIMM_LLM_EMBEDDED_THREADS", None),
+        )
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    text = env.get(name)
+    if not text:
+        return default
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < float("inf"):
+        raise SettingsError(f"{name} must be a positive number of seconds, got {text!r}")
+    return seconds
+
+
+def _positive(env: Mapping[str, str], name: str, default: int | None) -> int | None:
+    text = env.get(name)
+    if not text:
+        return default
+    if not text.isdigit() or int(text) < 1:
+        raise SettingsError(f"{name} must be a positive integer, got {text!r}")
+    return int(text)
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str | None
     data_dir: Path
@@ -25,6 +77,7 @@ class Settings:
     kafka_bootstrap: str | None
     log_level: str
     bootstrap_admin_key: str | None
+    llm: LLMSettings = field(default_factory=LLMSettings)
 
     @property
     def pgdata(self) -> Path:
@@ -69,6 +122,7 @@ class Settings:
             kafka_bootstrap=kafka,
             log_level=log_level,
             bootstrap_admin_key=admin_key,
+            llm=LLMSettings.from_env(env),
         )
 
     def configure_logging(self) -> None:

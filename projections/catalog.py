@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from projections.assistant import AssistantViews
 from projections.audit import AuditIndex
 from projections.audit_chain import AuditChain
 from projections.base import Projection
@@ -23,6 +24,7 @@ def all_projections() -> list[Projection]:
         PredictionViews(),
         TrainingViews(),
         MemoryViews(),
+        AssistantViews(),
     ]
 
 

@@ -1,13 +1,19 @@
 """A model's lineage as a graph, and that graph as Mermaid or Graphviz DOT text (F11.1.3).
 
 Nodes: the model, its versions, the datasets, training runs and prompt versions they
-name, parent models they are based on, other models based on this one, and each
-deployment. Edges point from the newer thing to what it came from or runs on:
+name, parent models they are based on, other models based on this one, each deployment,
+and the assistant's prompt versions that run on its versions. Edges point from the newer
+thing to what it came from or runs on:
 
     version -version_of-> model          version -trained_on-> dataset
     version -produced_by-> training run  version -derived_from-> parent version
     version -based_on-> base model       version -uses_prompt-> prompt version
     deployment -deployed-> version       other model's version -based_on-> model
+    prompt version -runs_on-> version
+
+A prompt version of the assistant is the node ``prompt:<prompt id>@<number>``; a model
+version naming it in its lineage's ``prompt_versions`` as ``<prompt id>@<number>`` points
+at the same node.
 """
 
 from __future__ import annotations
@@ -43,7 +49,10 @@ def build_graph(
     versions: Iterable[Mapping[str, Any]],
     deployments: Iterable[Mapping[str, Any]],
     derived: Iterable[Mapping[str, Any]] = (),
+    prompts: Iterable[Mapping[str, Any]] = (),
 ) -> Graph:
+    """``prompts``: the assistant's prompt versions running on versions of this model
+    (``prompt_id``, ``number``, ``registry_version``, ``role``, ``name``, ``labels``)."""
     g = _Builder()
     model_node = g.node(f"model:{model['id']}", "model", str(model["name"]), kind=model["kind"])
     for v in versions:
@@ -92,6 +101,18 @@ def build_graph(
             f"{other['name']} v{other['version']}",
         )
         g.edge(node, model_node, "based_on")
+    for p in prompts:
+        labels = sorted(k for k, v in dict(p["labels"]).items() if v == p["number"])
+        node = g.node(
+            f"prompt:{p['prompt_id']}@{p['number']}",
+            "prompt_version",
+            f"{p['role']}/{p['name']} v{p['number']}",
+            prompt_id=str(p["prompt_id"]),
+            version=p["number"],
+            role=p["role"],
+            labels=labels,
+        )
+        g.edge(node, f"version:{model['id']}:{p['registry_version']}", "runs_on")
     known = set(g.nodes)
     # An edge to a version that no longer resolves (a parent never registered) is dropped.
     return {"nodes": list(g.nodes.values()), "edges": [e for e in g.edges if e["target"] in known]}

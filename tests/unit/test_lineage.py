@@ -66,3 +66,22 @@ def test_text_forms_name_every_node_and_edge_and_escape_quotes() -> None:
     assert dot.count(" -> ") == len(graph["edges"])
     assert '"hi"' not in mermaid and '"hi"' not in dot
     assert '[("ds")]' in mermaid  # datasets drawn as cylinders
+
+
+def test_prompt_versions_of_the_assistant_run_on_the_versions_they_name() -> None:
+    prompts = [
+        {
+            "prompt_id": "p9",
+            "number": 3,
+            "registry_version": 2,
+            "role": "risk-analyst",
+            "name": "system",
+            "labels": {"production": 3, "staging": 1},
+        }
+    ]
+    graph = build_graph(MODEL, VERSIONS, DEPLOYMENTS, prompts=prompts)
+    node = next(n for n in graph["nodes"] if n["id"] == "prompt:p9@3")
+    assert (node["type"], node["label"]) == ("prompt_version", "risk-analyst/system v3")
+    assert node["attributes"]["labels"] == ["production"]
+    edges = {(e["source"], e["relation"], e["target"]) for e in graph["edges"]}
+    assert ("prompt:p9@3", "runs_on", "version:m1:2") in edges

@@ -1,0 +1,547 @@
+"""Assistant context, command side: roles and their settings, prompts, versions and labels.
+
+Two kinds of aggregate share the ``assistant`` log (``domain/assistant``):
+``AssistantConfig`` (every role with its model, settings and prompt: one document, one
+``ETag``) and ``Prompt`` (one per prompt of a role: its immutable versions and labels).
+
+What needs the world outside the aggregates is checked here, before the aggregate
+records anything, and every bad field of a request is named in one ``InvalidFieldsError``
+(HTTP 400):
+
+- a **model reference** is resolved (``resolve_model``): a provider's model must be one
+  the provider knows, and its context length bounds ``max_tokens``; a registry reference
+  must name an LLM model of the registry and a version that exists (``@N``) or is active
+  in the environment (``@production``), whose context length is its
+  ``parameters.context_length``, else that of the provider model it names in
+  ``parameters.serving``, else ``FALLBACK_CONTEXT_LENGTH``;
+- a role's ``prompt_id`` must be a prompt of that role.
+
+A prompt version pins what its model resolved to when it was committed (``runs_on``):
+that is the lineage the registry's graph shows. The LLM providers come from the ports
+(``Ports.llm``), built at the first use and closed with the application.
+
+Later slices of the plan add here: running a version against sample inputs (F11.4.3)
+with ``providers`` and the version's effective settings (``effective_settings``), and
+A/B experiments (F11.4.5, ``domain.assistant.experiments``) whose conclusion moves a
+label through ``move_label``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+
+from application.base import (
+    CommandResult,
+    ContextApplication,
+    Idempotency,
+    Response,
+    StoredResponse,
+)
+from application.ports import LLMError, LLMProvider, Ports, Unwired
+from application.registry import MODEL_NAME_SCOPE, RegistryApplication
+from domain.assistant.config import (
+    CONFIG_ID,
+    KEEP,
+    AssistantConfig,
+    Role,
+    RolePatch,
+    check_patch,
+    check_role_key,
+    check_role_settings,
+)
+from domain.assistant.models import (
+    FALLBACK_CONTEXT_LENGTH,
+    ModelRef,
+    ResolvedModel,
+    parse_model_ref,
+    serving_of,
+    stated_context_length,
+)
+from domain.assistant.prompt import Prompt, PromptVersion, check_name, check_version
+from domain.assistant.prompts import (
+    FieldError,
+    ModelSettings,
+    PromptContent,
+    invalid_fields,
+    merge,
+)
+from domain.base import Aggregate
+from domain.claims import UniqueClaim, claim_id
+from domain.errors import DuplicateNameError, NotFoundError, VersionConflictError
+from domain.registry.model import Model
+
+PROMPT_NAME_SCOPE = "assistant/prompt-name"
+T = TypeVar("T")
+
+
+def prompt_claim_value(role: str, name: str) -> str:
+    return f"{role}/{name}"
+
+
+class AssistantApplication(ContextApplication):
+    name = "assistant"
+
+    def __init__(self, env: Mapping[str, str] | None = None, ports: Ports | None = None) -> None:
+        super().__init__(env, ports)
+        self._llm_factory = ports.llm if ports is not None else None
+        self._providers: Mapping[str, LLMProvider] | None = None
+        self._providers_lock = threading.Lock()
+
+    # -- LLM providers ----------------------------------------------------------------------
+
+    @property
+    def providers(self) -> Mapping[str, LLMProvider]:
+        """The LLM providers by name, built at the first use (loading nothing yet)."""
+        with self._providers_lock:
+            if self._providers is None:
+                if self._llm_factory is None:
+                    unwired: Any = Unwired("LLM provider registry")
+                    return unwired
+                self._providers = self._llm_factory()
+            return self._providers
+
+    def close(self) -> None:
+        with self._providers_lock:
+            providers, self._providers = self._providers, None
+        close = getattr(providers, "close", None)  # LLMProviders has it; a fake may not
+        if callable(close):
+            close()
+        super().close()
+
+    # -- model references -------------------------------------------------------------------
+
+    def resolve_model(
+        self, text: str, registry: RegistryApplication, field_name: str
+    ) -> ResolvedModel | FieldError:
+        """What ``text`` names now and its context length, or what is wrong with it."""
+        parsed = parse_model_ref(text, field_name)
+        if isinstance(parsed, FieldError):
+            return parsed
+        if parsed.is_registry:
+            return self._resolve_registry(parsed, registry, field_name)
+        assert parsed.provider is not None
+        length = self._provider_context_length(parsed.provider, parsed.name, field_name)
+        if isinstance(length, FieldError):
+            return length
+        return ResolvedModel(text, length, provider=parsed.provider, provider_model=parsed.name)
+
+    def _provider_context_length(
+        self, provider_name: str, model: str, field_name: str
+    ) -> int | FieldError:
+        provider = self.providers.get(provider_name)
+        if provider is None:
+            known = ", ".join(sorted(self.providers)) or "none"
+            return FieldError(
+                field_name, f"no LLM provider {provider_name!r} is configured here ({known})"
+            )
+        try:
+            return provider.context_length(model)
+        except LLMError as exc:
+            return FieldError(field_name, str(exc))
+
+    def _resolve_registry(
+        self, ref: ModelRef, registry: RegistryApplication, field_name: str
+    ) -> ResolvedModel | FieldError:
+        model = registry_model(ref.name, registry)
+        if model is None:
+            return FieldError(field_name, f"the registry has no model {ref.name!r}")
+        if model.kind != "llm":
+            return FieldError(
+                field_name, f"{model.name!r} is an {model.kind} model; a role needs an llm model"
+            )
+        number = ref.version if ref.environment is None else model.active.get(ref.environment)
+        if number is None:
+            return FieldError(
+                field_name, f"{model.name!r} has no version active in {ref.environment}"
+            )
+        version = model.versions.get(number)
+        if version is None:
+            return FieldError(field_name, f"{model.name!r} has no version {number}")
+        serving = serving_of(version.parameters)
+        length = stated_context_length(version.parameters)
+        if length is None and serving is not None:
+            assert serving.provider is not None
+            asked = self._provider_context_length(serving.provider, serving.name, field_name)
+            if isinstance(asked, FieldError):
+                return asked
+            length = asked
+        return ResolvedModel(
+            ref.text,
+            length or FALLBACK_CONTEXT_LENGTH,
+            provider=serving.provider if serving else None,
+            provider_model=serving.name if serving else None,
+            registry_model_id=str(model.id),
+            registry_model_name=model.name,
+            registry_version=number,
+        )
+
+    # -- reads of the write side ------------------------------------------------------------
+
+    def get_config(self) -> AssistantConfig | None:
+        """The configuration, or None before the first role was added."""
+        try:
+            return self.load(CONFIG_ID, AssistantConfig, "assistant configuration")
+        except NotFoundError:
+            return None
+
+    def get_config_as_of(self, as_of: datetime) -> AssistantConfig | None:
+        try:
+            aggregate, _ = self.replay_as_of(CONFIG_ID, as_of)
+        except NotFoundError:
+            return None
+        assert isinstance(aggregate, AssistantConfig)
+        return aggregate
+
+    def get_prompt(self, prompt_id: UUID) -> Prompt:
+        return self.load(prompt_id, Prompt, "prompt")
+
+    def get_prompt_as_of(self, prompt_id: UUID, as_of: datetime) -> Prompt:
+        """The prompt as it was at ``as_of``; 404 before it existed."""
+        self.get_prompt(prompt_id)
+        aggregate, _ = self.replay_as_of(prompt_id, as_of)
+        assert isinstance(aggregate, Prompt)
+        return aggregate
+
+    def prompt_or_none(self, prompt_id: str, as_of: datetime | None = None) -> Prompt | None:
+        """The prompt (as it was at ``as_of``), or None when there is none (then)."""
+        try:
+            if as_of is None:
+                return self.get_prompt(UUID(prompt_id))
+            return self.get_prompt_as_of(UUID(prompt_id), as_of)
+        except (NotFoundError, ValueError):
+            return None
+
+    def find_prompt(self, role: str, name: str) -> UUID | None:
+        """The id of the prompt ``name`` of ``role``, if there is one."""
+        try:
+            claim: Any = self.repository.get(
+                claim_id(PROMPT_NAME_SCOPE, prompt_claim_value(role, name))
+            )
+        except AggregateNotFoundError:
+            return None
+        return UUID(claim.owner_id)
+
+    @staticmethod
+    def check_expected_version(aggregate: Aggregate, expected: int | None) -> None:
+        """As the base's, where a configuration not saved yet is version 0 (its ETag)."""
+        stored = aggregate.version - len(aggregate.pending_events)
+        if expected is not None and expected != stored:
+            raise VersionConflictError(expected, stored)
+
+    # -- roles ------------------------------------------------------------------------------
+
+    def _change_config(
+        self,
+        act: Callable[[AssistantConfig], T],
+        respond: Callable[[AssistantConfig, T], Response],
+        expected_version: int | None,
+        idem: Idempotency | None,
+    ) -> CommandResult[StoredResponse]:
+        return self.change_aggregate(
+            lambda: self.get_config() or AssistantConfig.start(),
+            act,
+            respond,
+            expected_version=expected_version,
+            idem=idem,
+            retry=True,  # without If-Match a partial change is simply made on the newest
+        )
+
+    def add_role(  # noqa: PLR0913
+        self,
+        *,
+        key: str,
+        name: str,
+        description: str,
+        model: str,
+        settings: Mapping[str, Any],
+        reason: str,
+        registry: RegistryApplication,
+        expected_version: int | None = None,
+        idem: Idempotency | None = None,
+        respond: Callable[[AssistantConfig, Role], Response],
+    ) -> CommandResult[StoredResponse]:
+        """Add a role running ``model`` with ``settings`` over the defaults (no prompt yet)."""
+
+        def act(config: AssistantConfig) -> Role:
+            resolved = self.resolve_model(model, registry, "model")
+            errors = [resolved] if isinstance(resolved, FieldError) else []
+            limit = None if isinstance(resolved, FieldError) else resolved.context_length
+            errors += check_role_key(key) + check_role_settings(settings, limit, "settings.")
+            if errors:
+                raise invalid_fields(errors)
+            assert limit is not None
+            return config.add_role(
+                key=key,
+                name=name,
+                description=description,
+                model=model,
+                settings=settings,
+                limit=limit,
+                reason=reason,
+            )
+
+        return self._change_config(act, respond, expected_version, idem)
+
+    def update_config(  # noqa: PLR0913
+        self,
+        patches: Sequence[RolePatch],
+        *,
+        reason: str,
+        registry: RegistryApplication,
+        expected_version: int | None = None,
+        idem: Idempotency | None = None,
+        respond: Callable[[AssistantConfig, list[str]], Response],
+    ) -> CommandResult[StoredResponse]:
+        """Change the settings of one or more roles at once: all of them, or (400 naming
+        every bad field) none."""
+
+        def act(config: AssistantConfig) -> list[str]:
+            errors = self._check_patches(config, patches, registry)
+            if errors:
+                raise invalid_fields(errors)
+            return config.change_roles(patches, reason)
+
+        return self._change_config(act, respond, expected_version, idem)
+
+    def _check_patches(
+        self, config: AssistantConfig, patches: Sequence[RolePatch], registry: RegistryApplication
+    ) -> list[FieldError]:
+        errors: list[FieldError] = []
+        seen: dict[str, int] = {}
+        for i, patch in enumerate(patches):
+            prefix = f"roles[{i}]."
+            role = config.get_role(patch.role)
+            if patch.role in seen:
+                errors.append(FieldError(prefix + "role", f"repeats roles[{seen[patch.role]}]"))
+                continue
+            seen[patch.role] = i
+            if role is None:
+                errors.append(FieldError(prefix + "role", f"there is no role {patch.role!r}"))
+                continue
+            limit: int | None = None
+            if patch.model is not None or "max_tokens" in patch.settings:
+                resolved = self.resolve_model(patch.model or role.model, registry, prefix + "model")
+                if isinstance(resolved, FieldError):
+                    errors.append(_about_current(resolved, role.model, patch.model is None))
+                else:
+                    limit = resolved.context_length
+            errors += check_patch(role, patch, limit, prefix)
+            if patch.prompt_id is not KEEP and patch.prompt_id is not None:
+                errors += self._prompt_of_role(patch.prompt_id, patch.role, prefix + "prompt_id")
+        return errors
+
+    def _prompt_of_role(self, prompt_id: str, role: str, field_name: str) -> list[FieldError]:
+        try:
+            prompt = self.get_prompt(UUID(prompt_id))
+        except (NotFoundError, ValueError):
+            return [FieldError(field_name, f"there is no prompt {prompt_id}")]
+        if prompt.role != role:
+            return [FieldError(field_name, f"prompt {prompt_id} is a prompt of {prompt.role!r}")]
+        return []
+
+    # -- prompts ----------------------------------------------------------------------------
+
+    def create_prompt(
+        self,
+        *,
+        role: str,
+        name: str,
+        description: str,
+        idem: Idempotency | None = None,
+        respond: Callable[[Prompt], Response],
+    ) -> CommandResult[StoredResponse]:
+        """A new prompt of ``role``, without versions; a name taken in the role is a 409."""
+        replay = self.idempotent_replay(idem)
+        if replay is not None:
+            return replay
+        config = self.get_config()
+        errors = check_name(name)
+        if config is None or config.get_role(role) is None:
+            errors.append(FieldError("role", f"there is no role {role!r}"))
+        if errors:
+            raise invalid_fields(errors)
+        prompt = Prompt.create(role=role, name=name, description=description)
+        claim = UniqueClaim.claim(PROMPT_NAME_SCOPE, prompt_claim_value(role, name), str(prompt.id))
+        return self.save_command(
+            [prompt, claim],
+            idem,
+            lambda: respond(prompt),
+            lambda: DuplicateNameError(f"role {role!r} already has a prompt named {name!r}"),
+        )
+
+    def change_prompt(
+        self,
+        prompt_id: UUID,
+        act: Callable[[Prompt], T],
+        respond: Callable[[Prompt, T], Response],
+        *,
+        expected_version: int | None = None,
+        idem: Idempotency | None = None,
+    ) -> CommandResult[StoredResponse]:
+        return self.change_aggregate(
+            lambda: self.get_prompt(prompt_id),
+            act,
+            respond,
+            expected_version=expected_version,
+            idem=idem,
+        )
+
+    def commit_version(  # noqa: PLR0913
+        self,
+        prompt_id: UUID,
+        content: PromptContent,
+        *,
+        model: str | None,
+        message: str,
+        registry: RegistryApplication,
+        expected_version: int | None = None,
+        idem: Idempotency | None = None,
+        respond: Callable[[Prompt, tuple[PromptVersion, bool]], Response],
+    ) -> CommandResult[StoredResponse]:
+        """A new immutable version, or (False) the latest when identical to it."""
+
+        def act(prompt: Prompt) -> tuple[PromptVersion, bool]:
+            role = self._role_of(prompt)
+            resolved = self.resolve_model(model or role.model, registry, "model")
+            errors: list[FieldError] = []
+            if isinstance(resolved, FieldError):
+                errors.append(_about_current(resolved, role.model, model is None))
+            limit = None if isinstance(resolved, FieldError) else resolved.context_length
+            errors += check_version(content, limit)
+            if errors:
+                raise invalid_fields(errors)
+            assert isinstance(resolved, ResolvedModel)
+            return prompt.commit(
+                content,
+                model=model,
+                runs_on=resolved.runs_on(),
+                limit=resolved.context_length,
+                message=message,
+            )
+
+        return self.change_prompt(
+            prompt_id, act, respond, expected_version=expected_version, idem=idem
+        )
+
+    def _role_of(self, prompt: Prompt) -> Role:
+        config = self.get_config()
+        role = config.get_role(prompt.role) if config is not None else None
+        if role is None:  # roles are never removed: a prompt's role always exists
+            raise NotFoundError(f"role {prompt.role!r} of prompt {prompt.id} not found")
+        return role
+
+    def move_label(  # noqa: PLR0913
+        self,
+        prompt_id: UUID,
+        label: str,
+        version: int,
+        reason: str,
+        *,
+        expected_version: int | None = None,
+        idem: Idempotency | None = None,
+        respond: Callable[[Prompt, bool], Response],
+    ) -> CommandResult[StoredResponse]:
+        return self.change_prompt(
+            prompt_id,
+            lambda p: p.move_label(label, version, reason),
+            respond,
+            expected_version=expected_version,
+            idem=idem,
+        )
+
+    def rollback_label(  # noqa: PLR0913
+        self,
+        prompt_id: UUID,
+        label: str,
+        version: int | None,
+        reason: str,
+        *,
+        expected_version: int | None = None,
+        idem: Idempotency | None = None,
+        respond: Callable[[Prompt, object], Response],
+    ) -> CommandResult[StoredResponse]:
+        return self.change_prompt(
+            prompt_id,
+            lambda p: p.rollback(label, version, reason),
+            respond,
+            expected_version=expected_version,
+            idem=idem,
+        )
+
+    def remove_label(  # noqa: PLR0913
+        self,
+        prompt_id: UUID,
+        label: str,
+        reason: str,
+        *,
+        expected_version: int | None = None,
+        idem: Idempotency | None = None,
+        respond: Callable[[Prompt, None], Response],
+    ) -> CommandResult[StoredResponse]:
+        return self.change_prompt(
+            prompt_id,
+            lambda p: p.remove_label(label, reason),
+            respond,
+            expected_version=expected_version,
+            idem=idem,
+        )
+
+
+def _about_current(error: FieldError, current: str, is_current: bool) -> FieldError:
+    """A model error; about the role's own model when the request named none."""
+    if not is_current:
+        return error
+    return FieldError(
+        error.field,
+        f"the role's model {current!r} cannot be used now ({error.message}): name a model",
+    )
+
+
+def registry_model(name_or_id: str, registry: RegistryApplication) -> Model | None:
+    """The registry's model by id or by name, or None."""
+    try:
+        model_id = UUID(name_or_id)
+    except ValueError:
+        try:
+            claim: Any = registry.repository.get(claim_id(MODEL_NAME_SCOPE, name_or_id))
+        except AggregateNotFoundError:
+            return None
+        model_id = UUID(claim.owner_id)
+    try:
+        found: Any = registry.repository.get(model_id)
+    except AggregateNotFoundError:
+        return None
+    return found if isinstance(found, Model) else None
+
+
+def registry_target(
+    ref_text: str, registry: RegistryApplication, as_of: datetime | None = None
+) -> dict[str, Any] | None:
+    """The registry version a registry reference names now, or named at ``as_of`` (None
+    when it names none, or is a provider's model)."""
+    ref = parse_model_ref(ref_text)
+    if not isinstance(ref, ModelRef) or not ref.is_registry:
+        return None
+    model = registry_model(ref.name, registry)
+    if model is not None and as_of is not None:
+        try:
+            model = registry.get_model_as_of(model.id, as_of)
+        except NotFoundError:
+            model = None
+    if model is None:
+        return None
+    number = ref.version if ref.environment is None else model.active.get(ref.environment)
+    if number is None or number not in model.versions:
+        return None
+    return {"model_id": str(model.id), "model_name": model.name, "version": number}
+
+
+def effective_settings(role: ModelSettings, overrides: Mapping[str, Any]) -> ModelSettings:
+    """What a version runs with: its role's settings with the version's overrides."""
+    return merge(role, overrides)
