@@ -19,6 +19,7 @@ from litestar.plugins.prometheus import PrometheusConfig
 
 from api.auth import authentication_middleware, correlation_middleware
 from api.contract import ClosedStructs, allow_middleware
+from api.controllers.assistant_config import AssistantConfigController
 from api.controllers.audit import AuditController
 from api.controllers.health import HealthController, MetricsController
 from api.controllers.market_data import MarketDataController
@@ -27,6 +28,7 @@ from api.controllers.ml import DatasetController, JobController
 from api.controllers.model_versions import ModelVersionController
 from api.controllers.models import ModelController
 from api.controllers.predictions import PredictionController
+from api.controllers.prompts import PromptController
 from api.errors import EXCEPTION_HANDLERS
 from api.keycache import KeyCache
 from api.read_cache import ReadCache
@@ -34,7 +36,7 @@ from application.contexts import Contexts
 from infrastructure.postgres import create_pool, eventsourcing_env
 from infrastructure.schema import migrate
 from infrastructure.settings import Settings
-from infrastructure.wiring import build_contexts
+from infrastructure.wiring import build_contexts, llm_providers
 from projections.catalog import all_projections
 from projections.positions import ProjectionWatcher
 from projections.projector import Projector
@@ -42,6 +44,7 @@ from projections.projector import Projector
 log = logging.getLogger(__name__)
 
 ROUTES: list[Any] = [
+    AssistantConfigController,
     AuditController,
     HealthController,
     DatasetController,
@@ -52,6 +55,7 @@ ROUTES: list[Any] = [
     ModelController,
     ModelVersionController,
     PredictionController,
+    PromptController,
 ]
 
 
@@ -64,7 +68,8 @@ def create_app(settings: Settings, database_url: str, *, run_projector: bool = F
         await migrate(database_url)
         pool = await create_pool(database_url, max_size=20, stateless=True)
         env = eventsourcing_env(database_url)
-        contexts = await anyio.to_thread.run_sync(build_contexts, env)
+        # the LLM providers are built at the assistant's first need of them, not here
+        contexts = await anyio.to_thread.run_sync(build_contexts, env, llm_providers(settings))
         app.state.pool = pool
         app.state.contexts = contexts
         app.state.key_cache = KeyCache(pool)

@@ -175,6 +175,7 @@ _KEYWORDS = {
     "exclusiveMaximum": "exclusive_maximum",
     "minItems": "min_items",
     "maxItems": "max_items",
+    "uniqueItems": "unique_items",
     "minProperties": "min_properties",
     "maxProperties": "max_properties",
 }

@@ -11,7 +11,8 @@ One module per command group, each defining plain click commands that ``main`` a
 - ``keys``: ``keys create|list|revoke``;
 - ``projections``: ``projections status|rebuild``;
 - ``audit``: ``replay``, ``audit verify``;
-- ``market_data``: ``market-data import``.
+- ``market_data``: ``market-data import``;
+- ``assistant``: ``seed`` (the assistant's first roles and prompts).
 
 The entry point is ``aimm = "api.cli:main"``; ``python -m api.cli`` runs the same.
 Modules import heavy dependencies inside the commands, so ``aimm --help`` stays quick.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import click
 
+from api.cli.assistant import seed
 from api.cli.audit import audit, replay
 from api.cli.dev import dev
 from api.cli.keys import keys
@@ -37,7 +39,7 @@ def main() -> None:
 
 for command in (
     migrate, serve, run_projector, run_relay, run_worker, dev,
-    keys, projections, replay, market_data, audit,
+    keys, projections, replay, market_data, audit, seed,
 ):  # fmt: skip
     main.add_command(command)
 

@@ -2,10 +2,10 @@
 
 It migrates the database (the embedded one when ``AIMM_DATABASE_URL`` is unset),
 creates a first admin key if there is none (printed once), loads the sample market
-data, then supervises one process per service — the API (``aimm serve``), the
-projector, the training worker (with the registrar) and, when Kafka is configured,
-the relay — restarting any that dies (``api.cli.supervisor``). Ctrl-C stops them all,
-then the embedded database.
+data, adds the assistant's seed roles and prompts that are missing, then supervises
+one process per service — the API (``aimm serve``), the projector, the training worker
+(with the registrar) and, when Kafka is configured, the relay — restarting any that
+dies (``api.cli.supervisor``). Ctrl-C stops them all, then the embedded database.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 import asyncpg
 import click
 
+from api.cli.assistant import seed_assistant_data
 from api.cli.common import database, load_settings
 from api.cli.market_data import read_csv
 from api.cli.supervisor import Child, supervise
@@ -65,6 +66,20 @@ def load_sample_market_data(url: str) -> None:
         contexts.close()
 
 
+def seed_assistant(url: str, settings: Settings) -> None:
+    """The assistant's seed roles and prompts; a failure (the embedded model's weights not
+    installed, say) is reported and the rest starts all the same."""
+    from domain.errors import DomainError
+
+    try:
+        done = seed_assistant_data(url, settings)
+    except DomainError as exc:
+        click.secho(f"the assistant's seed roles were not added: {exc}", fg="yellow")
+        return
+    for line in done:
+        click.echo(f"assistant seed: {line}")
+
+
 @click.command()
 def dev() -> None:
     """Run everything: database, API, projector, training worker (and relay if Kafka is
@@ -79,6 +94,7 @@ def dev() -> None:
             click.secho("A first admin key was created. It is shown once; keep it:", fg="yellow")
             click.secho(f"    {key}", bold=True)
         load_sample_market_data(url)
+        seed_assistant(url, settings)
         env = {**os.environ, "AIMM_DATABASE_URL": url}
         exe = [sys.executable, "-m", "api.cli"]
         services = ["projector", "serve", "worker"]

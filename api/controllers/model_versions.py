@@ -58,7 +58,7 @@ from application.base import Response as CommandResponse
 from application.contexts import Contexts
 from domain.registry.model import Model
 from domain.registry.versions import Deployment
-from projections import registry_lineage, registry_models, registry_versions
+from projections import assistant, registry_lineage, registry_models, registry_versions
 
 MAX_COMPARE = 20
 MAX_VERSION = 2**31 - 1  # the read models store version numbers as PostgreSQL integers
@@ -402,7 +402,8 @@ class ModelVersionController(Controller):
         format: Literal["json", "mermaid", "dot"] = "json",  # noqa: A002 - the API's word
         wait: WaitFor = None,
     ) -> Response[Any]:
-        """The lineage graph as nodes and edges, or as Mermaid or DOT text (F11.1.3)."""
+        """The lineage graph as nodes and edges, or as Mermaid or DOT text (F11.1.3), with
+        the assistant's prompt versions that run on its versions."""
         await wait_for(request, wait)
         async with snapshot(request) as conn:
             model = await _require_model(conn, model_id)
@@ -412,7 +413,11 @@ class ModelVersionController(Controller):
             ]
             deployments = await registry_versions.deployments_of(conn, model_id)
             derived = await registry_versions.derived_models(conn, model_id, model["name"])
-        graph = registry_lineage.build_graph(model, versions, deployments, derived)
+            prompts = [
+                {**dict(p), "labels": msgspec.json.decode(p["labels"])}
+                for p in await assistant.prompts_running_on(conn, model_id)
+            ]
+        graph = registry_lineage.build_graph(model, versions, deployments, derived, prompts)
         if format == "mermaid":
             text = registry_lineage.to_mermaid(graph)
             return Response(text, media_type=LINEAGE_TEXT_TYPES[format])

@@ -72,9 +72,17 @@ def run_dev_twice(tmp_path: Path) -> None:
     proc = start_dev(tmp_path / "data", port)
     try:
         _, key = read_until(proc, r"aimm_[A-Za-z0-9_-]{20,}")
-        read_until(proc, r"serving on")
+        output, _ = read_until(proc, r"serving on")
+        assert "assistant seed: role trading-assistant added" in output
         wait_for_port(port, timeout=60)
         headers = {"Authorization": f"Bearer {key}"}
+        # the last seed role is read once projected (a read by id waits for it, bounded)
+        last = httpx.get(
+            f"{base}/api/v1/ai-assistant/roles/support-agent", headers=headers, timeout=30
+        )
+        assert last.status_code == 200, last.text
+        config = httpx.get(f"{base}/api/v1/ai-assistant/config", headers=headers, timeout=30)
+        assert len(config.json()["roles"]) == 4, config.text
         created = httpx.post(
             f"{base}/api/v1/ai/models",
             json={"name": "dev-model", "kind": "llm"},
@@ -98,6 +106,7 @@ def run_dev_twice(tmp_path: Path) -> None:
     try:
         output, _ = read_until(proc, r"serving on")
         assert "admin key was created" not in output
+        assert "assistant seed:" not in output  # the seed is there: nothing added again
         wait_for_port(port, timeout=60)
         listed = httpx.get(f"{base}/api/v1/ai/models", headers=headers, timeout=30)
         assert [m["name"] for m in listed.json()["items"]] == ["dev-model"]

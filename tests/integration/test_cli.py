@@ -137,3 +137,18 @@ async def test_market_data_import_reads_csv_and_parquet_files(
     refused = aimm(database_url, "market-data", "import", str(parquet), "--ticker", "ACME")
     assert refused.returncode != 0
     assert "contradict" in refused.stderr
+
+
+async def test_seed_adds_the_assistants_roles_once(database_url: str) -> None:
+    first = aimm(database_url, "seed")
+    assert first.returncode == 0, first.stderr
+    assert "role trading-assistant added" in first.stdout
+    conn = await asyncpg.connect(database_url)
+    try:
+        count = await conn.fetchval("SELECT count(*) FROM assistant_events")
+        again = aimm(database_url, "seed")
+        assert again.returncode == 0, again.stderr
+        assert "all there" in again.stdout
+        assert await conn.fetchval("SELECT count(*) FROM assistant_events") == count
+    finally:
+        await conn.close()
