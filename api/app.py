@@ -28,6 +28,7 @@ from api.controllers.ml import DatasetController, JobController
 from api.controllers.model_versions import ModelVersionController
 from api.controllers.models import ModelController
 from api.controllers.predictions import PredictionController
+from api.controllers.prompt_tests import PromptTestController
 from api.controllers.prompts import PromptController
 from api.errors import EXCEPTION_HANDLERS
 from api.keycache import KeyCache
@@ -56,6 +57,7 @@ ROUTES: list[Any] = [
     ModelVersionController,
     PredictionController,
     PromptController,
+    PromptTestController,
 ]
 
 

@@ -21,7 +21,14 @@ from api.schemas import LongText, ShortText
 from domain.assistant.config import ROLE_KEY_PATTERN
 from domain.assistant.models import MAX_TOKENS_BOUND, MODEL_REF_PATTERN
 from domain.assistant.prompt import PROMPT_NAME_PATTERN
-from domain.assistant.prompts import MAX_STOP_SEQUENCES, NAME, SEED_RANGE, TEMPERATURE_RANGE
+from domain.assistant.prompt_runs import MAX_ASSERTIONS, MAX_INPUTS, MAX_VERSIONS
+from domain.assistant.prompts import (
+    ASSERTION_KINDS,
+    MAX_STOP_SEQUENCES,
+    NAME,
+    SEED_RANGE,
+    TEMPERATURE_RANGE,
+)
 
 MAX_VERSION = 2**31 - 1  # version numbers are PostgreSQL integers in the read models
 LABEL_PATTERN = r"^(?!latest$)[a-z][a-z0-9_-]{0,31}$"  # domain.assistant.prompts: LABEL_NAME
@@ -139,6 +146,49 @@ class LabelRollback(Struct, forbid_unknown_fields=True):
     version: VersionNumber | None = None
     reason: Reason = ""
     expected_version: VersionNumber | None = None
+
+
+class TestDraft(Struct, forbid_unknown_fields=True):
+    """Unsaved content to test as a version would run (on the role's model)."""
+
+    system_template: Template
+    user_template: Template
+    variables: Variables = []
+    overrides: SettingsIn = msgspec.field(default_factory=SettingsIn)
+
+
+class TestInput(Struct, forbid_unknown_fields=True):
+    """One sample input: a value for each variable the templates use."""
+
+    values: dict[Annotated[str, Meta(max_length=100)], Annotated[str, Meta(max_length=20_000)]]
+    name: ShortText = ""
+
+
+class AssertionIn(Struct, forbid_unknown_fields=True):
+    """A check on each output; ``value`` is a string (contains, not_contains, regex), a
+    JSON Schema (json_schema), a positive integer (max_chars), a positive number
+    (max_latency_ms), or null (json_valid)."""
+
+    kind: Annotated[str, _documented(enum=list(ASSERTION_KINDS))]
+    value: Any = None
+
+
+VersionOrLabel = (
+    Annotated[int, Meta(ge=1, le=MAX_VERSION)]
+    | Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
+)
+
+
+class PromptTestIn(Struct, forbid_unknown_fields=True):
+    """Run versions (numbers, labels or ``latest``) and/or a draft against sample inputs:
+    at most 20 cases (versions × inputs) per run."""
+
+    inputs: Annotated[list[TestInput], Meta(min_length=1, max_length=MAX_INPUTS)]
+    versions: Annotated[list[VersionOrLabel], Meta(max_length=MAX_VERSIONS)] = []
+    draft: TestDraft | None = None
+    assertions: Annotated[list[AssertionIn], Meta(max_length=MAX_ASSERTIONS)] = []
+    settings: SettingsIn = msgspec.field(default_factory=SettingsIn)
+    reason: Reason = ""
 
 
 # -- responses ----------------------------------------------------------------------------
@@ -367,4 +417,85 @@ class LabelChangeOut(Struct):
 
 class LabelHistoryPage(Struct):
     items: list[LabelChangeOut]
+    next_cursor: str | None
+
+
+class TestSubjectOut(Struct):
+    """What ran: a version (``asked`` as the request named it) or the draft, on which
+    model and with which settings (the role's, the version's overrides, the request's)."""
+
+    version: int | None
+    asked: int | str | None
+    draft: bool
+    content_hash: str
+    model: str
+    provider: str
+    provider_model: str
+    settings: SettingsOut
+
+
+class AssertionResultOut(Struct):
+    kind: str
+    value: Any
+    passed: bool
+    detail: str
+
+
+class TestCaseOut(Struct):
+    """One version (or the draft) on one input; ``error`` when it could not run (a
+    variable without a value), and then no output."""
+
+    version: int | None
+    draft: bool
+    input: int
+    input_name: str
+    rendered_system: str | None
+    rendered_user: str | None
+    output: str | None
+    latency_ms: float | None
+    tokens_in: int | None
+    tokens_out: int | None
+    finish_reason: str | None
+    model: str | None
+    assertions: list[AssertionResultOut]
+    passed: bool
+    error: str | None
+
+
+class TestInputOut(Struct):
+    name: str
+    values: dict[str, str]
+
+
+class AssertionOut(Struct):
+    kind: str
+    value: Any
+
+
+class PromptTestSummary(Struct, kw_only=True):
+    id: UUID
+    prompt_id: UUID
+    role: str
+    subjects: list[TestSubjectOut]
+    total: int
+    passed: int
+    failed: int
+    reason: str
+    created_at: datetime
+    created_by: str
+
+
+class PromptTestDetail(PromptTestSummary, kw_only=True):
+    """A run; ``aggregate_version`` is the run's version (the ETag: a run never changes)."""
+
+    aggregate_version: int
+    inputs: list[TestInputOut]
+    assertions: list[AssertionOut]
+    settings: dict[str, Any]
+    cases: list[TestCaseOut]
+    correlation_id: str | None
+
+
+class PromptTestPage(Struct):
+    items: list[PromptTestSummary]
     next_cursor: str | None

@@ -24,6 +24,8 @@ from api.assistant_schemas import (
     PromptDiffOut,
     PromptOut,
     PromptSummary,
+    PromptTestDetail,
+    PromptTestSummary,
     PromptVersionDetail,
     PromptVersionOut,
     RegistryTarget,
@@ -41,6 +43,7 @@ from application.assistant import effective_settings
 from domain.assistant.config import AssistantConfig, Role
 from domain.assistant.models import ModelRef, parse_model_ref
 from domain.assistant.prompt import Prompt, PromptVersion
+from domain.assistant.prompt_runs import PromptTestRun
 from domain.assistant.prompts import (
     PRODUCTION,
     ModelSettings,
@@ -383,4 +386,56 @@ def label_result(prompt: Prompt, label: str, previous: int | None, changed: bool
         previous_version=previous,
         changed=changed,
         labels=dict(sorted(prompt.labels.items())),
+    )
+
+
+# -- prompt tests -------------------------------------------------------------------------
+
+
+def test_detail(run: PromptTestRun) -> PromptTestDetail:
+    """A run as its command recorded it (the POST's answer)."""
+    return msgspec.convert(
+        {
+            "id": run.id,
+            "prompt_id": UUID(run.prompt_id),
+            "role": run.role,
+            "subjects": run.subjects,
+            "total": len(run.cases),
+            "passed": run.passed,
+            "failed": run.failed,
+            "reason": run.reason,
+            "created_at": run.created_on,
+            "created_by": run.created_by,
+            "aggregate_version": run.version,
+            "inputs": run.inputs,
+            "assertions": run.assertions,
+            "settings": run.settings,
+            "cases": run.cases,
+            "correlation_id": run.correlation_id,
+        },
+        PromptTestDetail,
+        from_attributes=True,
+        builtin_types=(UUID, datetime),
+    )
+
+
+_SUMMARY_FIELDS = tuple(PromptTestSummary.__struct_fields__)
+_JSON_FIELDS = ("subjects", "inputs", "assertions", "settings", "cases")
+
+
+def _test_values(row: Any, fields: Sequence[str]) -> dict[str, Any]:
+    return {f: _json(row[f]) if f in _JSON_FIELDS else row[f] for f in fields}
+
+
+def test_summary_from_row(row: Any) -> PromptTestSummary:
+    return msgspec.convert(
+        _test_values(row, _SUMMARY_FIELDS), PromptTestSummary, builtin_types=(UUID, datetime)
+    )
+
+
+def test_detail_from_row(row: Any) -> PromptTestDetail:
+    return msgspec.convert(
+        _test_values(row, PromptTestDetail.__struct_fields__),
+        PromptTestDetail,
+        builtin_types=(UUID, datetime),
     )

@@ -20,10 +20,14 @@ A prompt version pins what its model resolved to when it was committed (``runs_o
 that is the lineage the registry's graph shows. The LLM providers come from the ports
 (``Ports.llm``), built at the first use and closed with the application.
 
-Later slices of the plan add here: running a version against sample inputs (F11.4.3)
-with ``providers`` and the version's effective settings (``effective_settings``), and
-A/B experiments (F11.4.5, ``domain.assistant.experiments``) whose conclusion moves a
-label through ``move_label``.
+A **prompt test run** (F11.4.3, ``run_prompt_test``) renders versions of a prompt (or an
+unsaved draft) with sample inputs, calls each one's model through its provider (in the
+caller's worker thread: the API runs commands off the event loop), checks the
+assertions and records the whole run as one ``PromptTestRun`` aggregate; a provider
+failure (``LLMError``) propagates and nothing is recorded.
+
+A later slice adds A/B experiments (F11.4.5, ``domain.assistant.experiments``) whose
+conclusion moves a label through ``move_label``.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from application.base import (
     Response,
     StoredResponse,
 )
-from application.ports import LLMError, LLMProvider, Ports, Unwired
+from application.ports import CompletionRequest, LLMError, LLMProvider, Ports, Unwired
 from application.registry import MODEL_NAME_SCOPE, RegistryApplication
 from domain.assistant.config import (
     CONFIG_ID,
@@ -64,16 +68,27 @@ from domain.assistant.models import (
     stated_context_length,
 )
 from domain.assistant.prompt import Prompt, PromptVersion, check_name, check_version
+from domain.assistant.prompt_runs import PromptTestRun, check_case_count, judged, rendered
 from domain.assistant.prompts import (
+    Assertion,
     FieldError,
     ModelSettings,
     PromptContent,
+    check_templates,
+    content_hash,
     invalid_fields,
     merge,
+    validate_assertions,
+    validate_settings,
 )
 from domain.base import Aggregate
 from domain.claims import UniqueClaim, claim_id
-from domain.errors import DuplicateNameError, NotFoundError, VersionConflictError
+from domain.errors import (
+    ConflictError,
+    DuplicateNameError,
+    NotFoundError,
+    VersionConflictError,
+)
 from domain.registry.model import Model
 
 PROMPT_NAME_SCOPE = "assistant/prompt-name"
@@ -491,6 +506,197 @@ class AssistantApplication(ContextApplication):
             expected_version=expected_version,
             idem=idem,
         )
+
+    # -- prompt tests -----------------------------------------------------------------------
+
+    def run_prompt_test(  # noqa: PLR0913
+        self,
+        prompt_id: UUID,
+        *,
+        versions: Sequence[int | str],
+        draft: PromptContent | None,
+        inputs: Sequence[tuple[str, Mapping[str, str]]],
+        assertions: Sequence[Mapping[str, Any]],
+        settings: Mapping[str, Any],
+        reason: str,
+        registry: RegistryApplication,
+        idem: Idempotency | None = None,
+        respond: Callable[[PromptTestRun], Response],
+    ) -> CommandResult[StoredResponse]:
+        """Run each version (a number, a label or ``latest``) and the draft against each
+        input and record the run; every bad field is named first (400), before any call."""
+        replay = self.idempotent_replay(idem)
+        if replay is not None:
+            return replay
+        prompt = self.get_prompt(prompt_id)
+        role = self._role_of(prompt)
+        plan, errors = self._test_subjects(prompt, role, versions, draft, settings, registry)
+        errors += validate_assertions(assertions)
+        errors += check_case_count(len(plan), len(inputs))
+        if errors:
+            raise invalid_fields(errors)
+        checks = [Assertion(a["kind"], a.get("value")) for a in assertions]
+        cases = [
+            self._run_case(subject, content, n, name, values, checks)
+            for subject, content in plan
+            for n, (name, values) in enumerate(inputs)
+        ]
+        run = PromptTestRun.record(
+            prompt_id=str(prompt.id),
+            role=prompt.role,
+            subjects=[subject for subject, _ in plan],
+            inputs=[{"name": name, "values": dict(values)} for name, values in inputs],
+            assertions=[{"kind": c.kind, "value": c.value} for c in checks],
+            settings=dict(settings),
+            cases=cases,
+            reason=reason,
+        )
+        return self.save_command(
+            [run], idem, lambda: respond(run), lambda: ConflictError("the run was recorded twice")
+        )
+
+    def _test_subjects(  # noqa: PLR0913
+        self,
+        prompt: Prompt,
+        role: Role,
+        versions: Sequence[int | str],
+        draft: PromptContent | None,
+        settings: Mapping[str, Any],
+        registry: RegistryApplication,
+    ) -> tuple[list[tuple[dict[str, Any], PromptContent]], list[FieldError]]:
+        """What runs: each version (or the draft) with its model and effective settings."""
+        errors: list[FieldError] = []
+        plan: list[tuple[dict[str, Any], PromptContent]] = []
+        if not versions and draft is None:
+            errors.append(FieldError("versions", "name at least one version, or give a draft"))
+        seen: dict[int, int] = {}
+        for i, asked in enumerate(versions):
+            where = f"versions[{i}]"
+            try:
+                number = prompt.resolve(asked)
+            except NotFoundError:
+                known = f"latest is {prompt.latest_version}" if prompt.latest_version else "none"
+                errors.append(FieldError(where, f"the prompt has no version {asked!r} ({known})"))
+                continue
+            if number in seen:
+                repeated = f"names version {number}, as versions[{seen[number]}] does"
+                errors.append(FieldError(where, repeated))
+                continue
+            seen[number] = i
+            version = prompt.versions[number]
+            subject = self._test_subject(
+                role, version.model, version.content, settings, registry, where, errors
+            )
+            if subject is not None:
+                subject.update(version=number, asked=asked, content_hash=version.content_hash)
+                plan.append((subject, version.content))
+        if draft is not None:
+            found = check_templates(draft.system_template, draft.user_template, draft.variables)
+            errors += [FieldError(f"draft.{e.field}", e.message) for e in found]
+            subject = self._test_subject(role, None, draft, settings, registry, "draft", errors)
+            if subject is not None and not found:
+                subject.update(version=None, asked=None, content_hash=content_hash(draft))
+                plan.append((subject, draft))
+        return plan, errors
+
+    def _test_subject(  # noqa: PLR0913
+        self,
+        role: Role,
+        model: str | None,
+        content: PromptContent,
+        settings: Mapping[str, Any],
+        registry: RegistryApplication,
+        where: str,
+        errors: list[FieldError],
+    ) -> dict[str, Any] | None:
+        """The model and settings ``content`` runs with, or None (``errors`` say why)."""
+        ref = model or role.model
+        resolved = self.resolve_model(ref, registry, where)
+        if isinstance(resolved, FieldError):
+            errors.append(FieldError(where, f"its model {ref!r} cannot run: {resolved.message}"))
+            return None
+        if resolved.provider is None or resolved.provider_model is None:
+            errors.append(FieldError(where, f"its model {ref!r} names no provider model to call"))
+            return None
+        limit = resolved.context_length
+        problems = validate_settings(content.overrides, limit, f"{where}.overrides.")
+        problems += validate_settings(settings, limit, "settings.")
+        if problems:
+            errors += [p for p in problems if p not in errors]
+            return None
+        effective = merge(merge(role.settings, content.overrides), settings)
+        return {
+            "draft": where == "draft",
+            "model": ref,
+            "provider": resolved.provider,
+            "provider_model": resolved.provider_model,
+            "settings": effective.as_dict(),
+        }
+
+    def _run_case(  # noqa: PLR0913
+        self,
+        subject: dict[str, Any],
+        content: PromptContent,
+        number: int,
+        name: str,
+        values: Mapping[str, str],
+        checks: Sequence[Assertion],
+    ) -> dict[str, Any]:
+        """One case: render, complete (``LLMError`` propagates), judge."""
+        case: dict[str, Any] = {
+            "version": subject["version"],
+            "draft": subject["draft"],
+            "input": number,
+            "input_name": name,
+            "rendered_system": None,
+            "rendered_user": None,
+            "output": None,
+            "latency_ms": None,
+            "tokens_in": None,
+            "tokens_out": None,
+            "finish_reason": None,
+            "model": None,
+            "assertions": [],
+            "passed": False,
+            "error": None,
+        }
+        messages = rendered(content.system_template, content.user_template, values)
+        if isinstance(messages, str):
+            case["error"] = messages
+            return case
+        system, user = messages
+        s = subject["settings"]
+        provider = self.providers[subject["provider"]]
+        completion = provider.complete(
+            CompletionRequest(
+                system=system,
+                user=user,
+                model=subject["provider_model"],
+                temperature=s["temperature"],
+                max_tokens=s["max_tokens"],
+                top_p=s["top_p"],
+                stop=tuple(s["stop"]),
+                seed=s["seed"],
+            )
+        )
+        output = completion.text.replace("\x00", "\ufffd")  # no read model stores NUL
+        verdicts, passed = judged(checks, output, completion.latency_ms)
+        case.update(
+            rendered_system=system,
+            rendered_user=user,
+            output=output,
+            latency_ms=round(completion.latency_ms, 3),
+            tokens_in=completion.tokens_in,
+            tokens_out=completion.tokens_out,
+            finish_reason=completion.finish_reason,
+            model=completion.model,
+            assertions=verdicts,
+            passed=passed,
+        )
+        return case
+
+    def get_test_run(self, run_id: UUID) -> PromptTestRun:
+        return self.load(run_id, PromptTestRun, "prompt test run")
 
 
 def _about_current(error: FieldError, current: str, is_current: bool) -> FieldError:

@@ -11,6 +11,9 @@
   what it ran on (and, for a registry model, its id and version in columns, which the
   registry's lineage graph reads), content hash, commit message, who and when.
 - ``prompt_label_history``: every label move, rollback and removal, in order.
+- ``prompt_test_runs``: one row per prompt test run (F11.4.3): what ran (subjects), the
+  inputs, assertions, settings and every case as JSON, the counts of passed and failed
+  cases, why, who and when. A run is one event and never changes.
 
 The assistant log is small (edits made by people), so rows are written one statement at
 a time, in event order, batched by ``OrderedWriter``.
@@ -147,6 +150,30 @@ class AssistantViews:
             )
             """,
             "CREATE INDEX ON {prompt_label_history} (prompt_id, label, sequence)",
+        ),
+        "prompt_test_runs": (
+            """
+            CREATE TABLE {prompt_test_runs} (
+                id uuid PRIMARY KEY,
+                prompt_id uuid NOT NULL,
+                role text NOT NULL,
+                subjects jsonb NOT NULL,
+                inputs jsonb NOT NULL,
+                assertions jsonb NOT NULL,
+                settings jsonb NOT NULL,
+                cases jsonb NOT NULL,
+                total integer NOT NULL,
+                passed integer NOT NULL,
+                failed integer NOT NULL,
+                reason text NOT NULL,
+                created_at timestamptz NOT NULL,
+                created_by text NOT NULL,
+                correlation_id text,
+                aggregate_version integer NOT NULL,
+                position bigint NOT NULL
+            )
+            """,
+            "CREATE INDEX ON {prompt_test_runs} (prompt_id, position DESC)",
         ),
     }
 
@@ -339,6 +366,34 @@ def _label_removed(out: OrderedWriter, t: Mapping[str, str], e: Event) -> None:
     _label_history(out, t, e, "remove")
 
 
+def _test_recorded(out: OrderedWriter, t: Mapping[str, str], e: Event) -> None:
+    d = e.data
+    passed = sum(1 for case in d["cases"] if case["passed"])
+    out.add(
+        f"INSERT INTO {t['prompt_test_runs']} (id, prompt_id, role, subjects, inputs, "
+        "assertions, settings, cases, total, passed, failed, reason, created_at, created_by, "
+        "correlation_id, aggregate_version, position) VALUES ($1, $2, $3, $4::jsonb, "
+        "$5::jsonb, $6::jsonb, $7::jsonb, $8::jsonb, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+        e.aggregate_id,
+        UUID(d["prompt_id"]),
+        d["role"],
+        _jsonb(d["subjects"]),
+        _jsonb(d["inputs"]),
+        _jsonb(d["assertions"]),
+        _jsonb(d["settings"]),
+        _jsonb(d["cases"]),
+        len(d["cases"]),
+        passed,
+        len(d["cases"]) - passed,
+        d["reason"],
+        e.timestamp,
+        _by(e),
+        e.meta.get("correlation_id"),
+        e.version,
+        e.position,
+    )
+
+
 _HANDLERS = {
     "AssistantConfig.Started": _started,
     "AssistantConfig.RoleAdded": _role_added,
@@ -347,6 +402,7 @@ _HANDLERS = {
     "Prompt.VersionCommitted": _version_committed,
     "Prompt.LabelMoved": _label_moved,
     "Prompt.LabelRemoved": _label_removed,
+    "PromptTestRun.Recorded": _test_recorded,
 }
 
 # -- queries ------------------------------------------------------------------------------
@@ -462,6 +518,32 @@ async def label_history(
         label,
         after_sequence,
         limit,
+    )
+
+
+TEST_RUN_COLUMNS = (
+    "id, prompt_id, role, subjects, total, passed, failed, reason, created_at, created_by, position"
+)
+
+
+async def test_runs(
+    conn: asyncpg.Connection, prompt_id: UUID, before_position: int | None, limit: int
+) -> list[asyncpg.Record]:
+    """A prompt's test runs, newest first (before ``before_position`` when given)."""
+    return await conn.fetch(
+        f"SELECT {TEST_RUN_COLUMNS} FROM rm_prompt_test_runs WHERE prompt_id = $1 AND "
+        "($2::bigint IS NULL OR position < $2) ORDER BY position DESC LIMIT $3",
+        prompt_id,
+        before_position,
+        limit,
+    )
+
+
+async def test_run(conn: asyncpg.Connection, run_id: UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"SELECT {TEST_RUN_COLUMNS}, inputs, assertions, settings, cases, correlation_id, "
+        "aggregate_version FROM rm_prompt_test_runs WHERE id = $1",
+        run_id,
     )
 
 

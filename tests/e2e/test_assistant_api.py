@@ -1,7 +1,7 @@
 """The assistant's roles, settings, prompts, versions and labels over HTTP (F11.4.1, .2, .4).
 
 Real app, real PostgreSQL, the real LLM provider registry (the embedded provider is asked
-for its context length only; no model is loaded).
+for its context length, and answers only the rebuild test's short prompt test run).
 """
 
 from __future__ import annotations
@@ -617,6 +617,16 @@ async def test_a_rebuild_from_zero_gives_the_read_models_the_projector_built(api
     removed = await api.client.delete(
         f"{PROMPTS}/{prompt_id}/labels/staging", headers=api.auth("admin")
     )
+    tested = await api.client.post(
+        f"{PROMPTS}/{prompt_id}/test",
+        json={
+            "versions": [1, 2],
+            "inputs": [{"values": {"question": "Risk?"}}, {"values": {}}],
+            "settings": {"temperature": 0, "max_tokens": 4},
+        },
+        headers=api.auth("operator"),
+    )
+    assert tested.status_code == 201, tested.text
     changed = await api.client.put(
         CONFIG,
         json={"roles": [{"role": "support-agent", "settings": {"top_p": 0.9}}], "reason": "r"},

@@ -81,6 +81,7 @@ class Command:
     on_prompt: bool = True  # the aggregate is the prompt (else the configuration)
     changes_existing: bool = True
     creates: bool = False
+    test_run: bool = False  # the aggregate is a new PromptTestRun (its id in the body)
 
 
 COMMANDS = [
@@ -124,6 +125,22 @@ COMMANDS = [
     Command(
         "rollback", request("POST", PROMPTS + "/{id}/rollback", lambda h: {"label": "staging"})
     ),
+    Command(
+        "run prompt test",
+        request(
+            "POST",
+            PROMPTS + "/{id}/test",
+            lambda h: {
+                "versions": ["staging"],
+                "inputs": [{"values": {}}],
+                "settings": {"temperature": 0, "max_tokens": 4},  # the real model: kept short
+                "reason": unique(h),
+            },
+        ),
+        changes_existing=False,
+        creates=True,
+        test_run=True,
+    ),
 ]
 CHANGES = [c for c in COMMANDS if c.changes_existing]
 
@@ -134,12 +151,16 @@ async def events(api: Api) -> int:
 
 
 def aggregate_of(command: Command, prompt_id: str, body: dict[str, Any]) -> UUID:
+    if command.test_run:
+        return UUID(body["id"])
     if not command.on_prompt:
         return CONFIG_ID
     return UUID(body.get("prompt_id") or body.get("id") or prompt_id)
 
 
-def shown_at(command: Command, aggregate: UUID) -> str:
+def shown_at(command: Command, aggregate: UUID, response: httpx.Response) -> str:
+    if command.test_run:
+        return response.headers["location"]
     return f"{BASE}/config" if aggregate == CONFIG_ID else f"{PROMPTS}/{aggregate}"
 
 
@@ -188,7 +209,7 @@ async def test_the_etag_is_the_aggregates_version(api: Api, command: Command) ->
     )
     assert response.headers["etag"] == f'"{stored}"'
     shown = await api.client.get(
-        shown_at(command, aggregate),
+        shown_at(command, aggregate, response),
         params={"wait_for": response.headers["Aimm-Position"]},
         headers=api.auth("viewer"),
     )

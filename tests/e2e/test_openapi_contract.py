@@ -67,20 +67,21 @@ EXCLUSIONS: list[Exclusion] = [
     ),
     Exclusion(
         operations=r"^(PUT /api/v1/ai-assistant/(config|prompts/\{prompt_id\})|"
-        r"POST /api/v1/ai-assistant/(roles|prompts))$",
+        r"POST /api/v1/ai-assistant/(roles|prompts|prompts/\{prompt_id\}/test))$",
         check="positive_data_acceptance",
         expected_statuses=(*POSITIVE, "400", "422"),
         reason="settings, templates and references are checked against the stored state and "
         "every bad field is named in one 400 (docs/assistant.md): max_tokens above the "
         "context length of the model chosen, a model the providers or the registry do not "
         "have, a role or prompt that does not exist, a template using a variable it does "
-        "not declare or a `{{` that opens no placeholder",
+        "not declare or a `{{` that opens no placeholder; a prompt test naming a version "
+        "or label the prompt does not have, or more than 20 cases (versions × inputs)",
     ),
     Exclusion(
         operations=r"^GET /api/v1/(ai/models(/\{model_id\}/deployments)?|audit/events|"
         r"market-data(/\{ticker\})?|ml/(datasets|jobs)|memory/(search|agents/[^/]+/timeline)|"
         r"predictions/jobs(/\{job_id\}/predictions)?|ai-assistant/(prompts(/\{prompt_id\}/"
-        r"(versions|label-history))?|roles/\{role\}/history))$",
+        r"(versions|label-history|tests))?|roles/\{role\}/history))$",
         check="positive_data_acceptance",
         expected_statuses=(*POSITIVE, "400"),
         reason="`cursor` is opaque: only a `next_cursor` this API returned decodes; any "
