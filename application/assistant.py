@@ -26,8 +26,16 @@ caller's worker thread: the API runs commands off the event loop), checks the
 assertions and records the whole run as one ``PromptTestRun`` aggregate; a provider
 failure (``LLMError``) propagates and nothing is recorded.
 
-A later slice adds A/B experiments (F11.4.5, ``domain.assistant.experiments``) whose
-conclusion moves a label through ``move_label``.
+**A/B experiments** (F11.4.5, ``domain.assistant.experiment``): ``start_experiment``
+checks the definition (``validate_definition``) and that every variant is a version of a
+prompt of the role, and occupies the role's ``ExperimentSlot`` in the same save (one
+running experiment per role, 409 otherwise). ``resolve`` answers what a role runs for a
+unit now (the variant ``assign`` gives while an experiment runs, else the role's
+``production`` version); ``expose`` records a unit's exposure once; ``record_outcome``
+and ``conclude_experiment`` complete the picture. Concluding saves the experiment's
+``Concluded``, the slot's ``Freed``, the winner prompt's ``LabelMoved`` (``production``)
+and, when the role ran another prompt, the configuration's ``RoleChanged`` in one
+transaction.
 """
 
 from __future__ import annotations
@@ -58,6 +66,18 @@ from domain.assistant.config import (
     check_patch,
     check_role_key,
     check_role_settings,
+)
+from domain.assistant.experiment import (
+    Experiment,
+    ExperimentConflictError,
+    ExperimentSlot,
+    check_unit,
+)
+from domain.assistant.experiments import (
+    ExperimentDefinition,
+    Variant,
+    define_experiment,
+    validate_definition,
 )
 from domain.assistant.models import (
     FALLBACK_CONTEXT_LENGTH,
@@ -107,6 +127,8 @@ class AssistantApplication(ContextApplication):
         self._llm_factory = ports.llm if ports is not None else None
         self._providers: Mapping[str, LLMProvider] | None = None
         self._providers_lock = threading.Lock()
+        self._definitions: dict[str, ExperimentDefinition] = {}
+        self._definitions_lock = threading.Lock()
 
     # -- LLM providers ----------------------------------------------------------------------
 
@@ -697,6 +719,275 @@ class AssistantApplication(ContextApplication):
 
     def get_test_run(self, run_id: UUID) -> PromptTestRun:
         return self.load(run_id, PromptTestRun, "prompt test run")
+
+    # -- A/B experiments --------------------------------------------------------------------
+
+    def get_experiment(self, experiment_id: UUID) -> Experiment:
+        return self.load(experiment_id, Experiment, "experiment")
+
+    def _slot(self, role: str) -> ExperimentSlot | None:
+        try:
+            slot: Any = self.repository.get(ExperimentSlot.id_for(role))
+        except AggregateNotFoundError:
+            return None
+        return slot if isinstance(slot, ExperimentSlot) else None
+
+    def _definition(self, experiment_id: str) -> ExperimentDefinition:
+        """An experiment's definition; it never changes, so it is cached per process."""
+        with self._definitions_lock:
+            found = self._definitions.get(experiment_id)
+        if found is None:
+            found = self.get_experiment(UUID(experiment_id)).definition
+            with self._definitions_lock:
+                self._definitions[experiment_id] = found
+        return found
+
+    def start_experiment(  # noqa: PLR0913
+        self,
+        *,
+        role: str,
+        variants: Sequence[Variant],
+        unit: str,
+        metric: str,
+        min_sample: int,
+        salt: str | None,
+        reason: str,
+        registry: RegistryApplication,
+        idem: Idempotency | None = None,
+        respond: Callable[[Experiment], Response],
+    ) -> CommandResult[StoredResponse]:
+        """Start an experiment of ``role``'s prompt versions: 400 naming every bad field
+        (the variants must be versions of prompts of the role), 409 when the role already
+        runs one."""
+        replay = self.idempotent_replay(idem)
+        if replay is not None:
+            return replay
+        config = self.get_config()
+        found = config.get_role(role) if config is not None and isinstance(role, str) else None
+        limit: int | None = None
+        if found is not None:
+            resolved = self.resolve_model(found.model, registry, "role")
+            limit = None if isinstance(resolved, FieldError) else resolved.context_length
+        errors = validate_definition(
+            role=role,
+            variants=variants,
+            unit=unit,
+            metric=metric,
+            min_sample=min_sample,
+            salt=salt,
+            max_tokens_limit=limit,
+        )
+        if found is None and not any(e.field == "role" for e in errors):
+            errors.append(FieldError("role", f"there is no role {role!r}"))
+        if found is not None:
+            errors += self._check_variant_versions(role, variants)
+        if errors:
+            raise invalid_fields(errors)
+        definition = define_experiment(
+            role=role,
+            variants=variants,
+            unit=unit,
+            metric=metric,
+            min_sample=min_sample,
+            salt=salt,
+            max_tokens_limit=limit,
+        )
+        experiment = Experiment.start(definition, reason)
+        slot = self._slot(role) or ExperimentSlot.open(role)
+        slot.occupy(str(experiment.id))
+        return self.save_command(
+            [experiment, slot],
+            idem,
+            lambda: respond(experiment),
+            lambda: ExperimentConflictError(
+                f"another experiment of role {role!r} started at the same time"
+            ),
+        )
+
+    def _check_variant_versions(self, role: str, variants: Sequence[Variant]) -> list[FieldError]:
+        errors: list[FieldError] = []
+        for i, variant in enumerate(variants):
+            if not isinstance(variant, Variant) or not isinstance(variant.prompt_id, str):
+                continue
+            where = f"variants[{i}]"
+            prompt = self.prompt_or_none(variant.prompt_id)
+            if prompt is None:
+                errors.append(FieldError(where, f"there is no prompt {variant.prompt_id}"))
+            elif prompt.role != role:
+                errors.append(
+                    FieldError(where, f"prompt {prompt.id} is a prompt of {prompt.role!r}")
+                )
+            elif variant.prompt_version not in prompt.versions:
+                known = prompt.latest_version or "none"
+                errors.append(
+                    FieldError(
+                        where,
+                        f"prompt {prompt.id} has no version {variant.prompt_version} "
+                        f"(latest: {known})",
+                    )
+                )
+        return errors
+
+    def resolve(self, role: str, unit: str) -> dict[str, Any]:
+        """What ``role`` runs for ``unit`` now: the experiment's variant for the unit while
+        one runs (not recorded here: see ``expose``), else the role's ``production``
+        version. 404 for an unknown role; 409 when it runs no production version."""
+        errors = check_unit(unit)
+        if errors:
+            raise invalid_fields(errors)
+        config = self.get_config()
+        found = config.get_role(role) if config is not None else None
+        if found is None:
+            raise NotFoundError(f"role {role!r} not found")
+        slot = self._slot(role)
+        if slot is not None and slot.experiment_id is not None:
+            definition = self._definition(slot.experiment_id)
+            index = definition.assign(unit)
+            variant = definition.variants[index]
+            version = self.get_prompt(UUID(variant.prompt_id)).get_version(variant.prompt_version)
+            settings = merge(merge(found.settings, version.content.overrides), variant.settings)
+            return {
+                "role": role,
+                "unit": unit,
+                "source": "experiment",
+                "experiment_id": slot.experiment_id,
+                "variant": index,
+                "prompt_id": variant.prompt_id,
+                "prompt_version": version.number,
+                "model": version.model or found.model,
+                "settings": settings.as_dict(),
+            }
+        running = self.prompt_or_none(found.prompt_id) if found.prompt_id else None
+        number = running.labels.get("production") if running is not None else None
+        if running is None or number is None:
+            raise ExperimentConflictError(
+                f"role {role!r} runs no prompt version in production and no experiment"
+            )
+        version = running.get_version(number)
+        return {
+            "role": role,
+            "unit": unit,
+            "source": "production",
+            "experiment_id": None,
+            "variant": None,
+            "prompt_id": str(running.id),
+            "prompt_version": number,
+            "model": version.model or found.model,
+            "settings": merge(found.settings, version.content.overrides).as_dict(),
+        }
+
+    def complete(
+        self,
+        resolution: Mapping[str, Any],
+        variables: Mapping[str, str],
+        registry: RegistryApplication,
+    ) -> dict[str, Any]:
+        """Run what ``resolve`` answered: render its version with ``variables`` (400 naming
+        ``variables`` when one is missing) and call its model (in the caller's worker
+        thread; ``LLMError`` propagates). Records nothing: the exposure is ``expose``'s."""
+        prompt = self.get_prompt(UUID(resolution["prompt_id"]))
+        content = prompt.get_version(resolution["prompt_version"]).content
+        messages = rendered(content.system_template, content.user_template, variables)
+        if isinstance(messages, str):
+            raise invalid_fields([FieldError("variables", messages)])
+        ref = resolution["model"]
+        resolved = self.resolve_model(ref, registry, "model")
+        if isinstance(resolved, FieldError):
+            raise ConflictError(f"the model {ref!r} cannot run now: {resolved.message}")
+        if resolved.provider is None or resolved.provider_model is None:
+            raise ConflictError(f"the model {ref!r} names no provider model to call")
+        s = resolution["settings"]
+        completion = self.providers[resolved.provider].complete(
+            CompletionRequest(
+                system=messages[0],
+                user=messages[1],
+                model=resolved.provider_model,
+                temperature=s["temperature"],
+                max_tokens=s["max_tokens"],
+                top_p=s["top_p"],
+                stop=tuple(s["stop"]),
+                seed=s["seed"],
+            )
+        )
+        return {
+            "output": completion.text,
+            "latency_ms": round(completion.latency_ms, 3),
+            "tokens_in": completion.tokens_in,
+            "tokens_out": completion.tokens_out,
+            "finish_reason": completion.finish_reason,
+            "provider_model": completion.model,
+        }
+
+    def expose(self, experiment_id: UUID, unit: str) -> CommandResult[StoredResponse]:
+        """Record ``unit``'s exposure once (a unit exposed already appends nothing; a
+        concurrent exposure of another unit is retried on the newer version)."""
+        return self.change_aggregate(
+            lambda: self.get_experiment(experiment_id),
+            lambda experiment: experiment.expose(unit),
+            lambda experiment, outcome: (200, {"variant": outcome[0], "new": outcome[1]}),
+            retry=True,
+        )
+
+    def record_outcome(
+        self,
+        experiment_id: UUID,
+        unit: str,
+        value: float,
+        *,
+        idem: Idempotency | None = None,
+        respond: Callable[[Experiment, int], Response],
+    ) -> CommandResult[StoredResponse]:
+        return self.change_aggregate(
+            lambda: self.get_experiment(experiment_id),
+            lambda experiment: experiment.record_outcome(unit, value),
+            respond,
+            idem=idem,
+            retry=True,  # outcomes and exposures of other units race on the version
+        )
+
+    def conclude_experiment(  # noqa: PLR0913
+        self,
+        experiment_id: UUID,
+        winner: int,
+        reason: str,
+        *,
+        expected_version: int | None = None,
+        idem: Idempotency | None = None,
+        respond: Callable[[Experiment, bool], Response],
+    ) -> CommandResult[StoredResponse]:
+        """Conclude: assignment stops and the winner's version becomes ``production`` (and
+        the role runs the winner's prompt), all in one transaction. Concluding again with
+        the same winner is a no-op."""
+        replay = self.idempotent_replay(idem)
+        if replay is not None:
+            return replay
+        experiment = self.get_experiment(experiment_id)
+        if experiment.running:  # a retry of a conclusion that happened is no conflict
+            self.check_expected_version(experiment, expected_version)
+        if not experiment.conclude(winner, reason):
+            position = self.recorder.max_notification_id() or 0
+            return CommandResult(self.name, position, StoredResponse(*respond(experiment, False)))
+        chosen = experiment.definition.variants[winner]
+        why = f"experiment {experiment.id} concluded: {reason}".strip()
+        changed: list[Aggregate] = [experiment]
+        slot = self._slot(experiment.role)
+        if slot is not None:
+            slot.free(str(experiment.id))
+            changed.append(slot)
+        prompt = self.get_prompt(UUID(chosen.prompt_id))
+        if prompt.move_label("production", chosen.prompt_version, why):
+            changed.append(prompt)
+        config = self.get_config()
+        role = config.get_role(experiment.role) if config is not None else None
+        if config is not None and role is not None and role.prompt_id != chosen.prompt_id:
+            config.change_roles([RolePatch(experiment.role, prompt_id=chosen.prompt_id)], why)
+            changed.append(config)
+        return self.save_command(
+            changed,
+            idem,
+            lambda: respond(experiment, True),
+            lambda: self.version_conflict(experiment.id, expected_version),
+        )
 
 
 def _about_current(error: FieldError, current: str, is_current: bool) -> FieldError:

@@ -175,6 +175,42 @@ class AssistantViews:
             """,
             "CREATE INDEX ON {prompt_test_runs} (prompt_id, position DESC)",
         ),
+        "experiments": (
+            """
+            CREATE TABLE {experiments} (
+                id uuid PRIMARY KEY,
+                role text NOT NULL,
+                status text NOT NULL,
+                definition jsonb NOT NULL,
+                reason text NOT NULL,
+                winner integer,
+                conclusion text,
+                started_at timestamptz NOT NULL,
+                started_by text NOT NULL,
+                concluded_at timestamptz,
+                concluded_by text,
+                version integer NOT NULL,
+                created_position bigint NOT NULL,
+                position bigint NOT NULL
+            )
+            """,
+            "CREATE INDEX ON {experiments} (created_position DESC)",
+        ),
+        "experiment_units": (
+            """
+            CREATE TABLE {experiment_units} (
+                experiment_id uuid NOT NULL,
+                unit text NOT NULL,
+                variant integer NOT NULL,
+                prompt_version integer NOT NULL,
+                exposed_at timestamptz NOT NULL,
+                outcomes integer NOT NULL DEFAULT 0,
+                outcome_sum double precision,
+                outcome_max double precision,
+                PRIMARY KEY (experiment_id, unit)
+            )
+            """,
+        ),
     }
 
     async def apply(
@@ -394,6 +430,73 @@ def _test_recorded(out: OrderedWriter, t: Mapping[str, str], e: Event) -> None:
     )
 
 
+def _experiment_touch(
+    out: OrderedWriter, t: Mapping[str, str], e: Event, assignments: str = "", *args: Any
+) -> None:
+    out.add(
+        f"UPDATE {t['experiments']} SET version = $2, position = $3"
+        f"{', ' + assignments if assignments else ''} WHERE id = $1",
+        e.aggregate_id,
+        e.version,
+        e.position,
+        *args,
+    )
+
+
+def _experiment_started(out: OrderedWriter, t: Mapping[str, str], e: Event) -> None:
+    d = e.data
+    out.add(
+        f"INSERT INTO {t['experiments']} (id, role, status, definition, reason, started_at, "
+        "started_by, version, created_position, position) "
+        "VALUES ($1, $2, 'running', $3::jsonb, $4, $5, $6, $7, $8, $8)",
+        e.aggregate_id,
+        d["definition"]["role"],
+        _jsonb(d["definition"]),
+        d["reason"],
+        e.timestamp,
+        _by(e),
+        e.version,
+        e.position,
+    )
+
+
+def _experiment_exposed(out: OrderedWriter, t: Mapping[str, str], e: Event) -> None:
+    d = e.data
+    out.add(
+        f"INSERT INTO {t['experiment_units']} (experiment_id, unit, variant, prompt_version, "
+        "exposed_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (experiment_id, unit) DO NOTHING",
+        e.aggregate_id,
+        d["unit"],
+        d["variant"],
+        d["prompt_version"],
+        e.timestamp,
+    )
+    _experiment_touch(out, t, e)
+
+
+def _experiment_outcome(out: OrderedWriter, t: Mapping[str, str], e: Event) -> None:
+    d = e.data
+    out.add(
+        f"UPDATE {t['experiment_units']} SET outcomes = outcomes + 1, "
+        "outcome_sum = coalesce(outcome_sum, 0) + $3, "
+        "outcome_max = greatest(outcome_max, $3) WHERE experiment_id = $1 AND unit = $2",
+        e.aggregate_id,
+        d["unit"],
+        float(d["value"]),
+    )
+    _experiment_touch(out, t, e)
+
+
+def _experiment_concluded(out: OrderedWriter, t: Mapping[str, str], e: Event) -> None:
+    d = e.data
+    _experiment_touch(
+        out, t, e,
+        "status = 'concluded', winner = $4, conclusion = $5, concluded_at = $6, "
+        "concluded_by = $7",
+        d["winner"], d["reason"], e.timestamp, _by(e),
+    )  # fmt: skip
+
+
 _HANDLERS = {
     "AssistantConfig.Started": _started,
     "AssistantConfig.RoleAdded": _role_added,
@@ -403,6 +506,10 @@ _HANDLERS = {
     "Prompt.LabelMoved": _label_moved,
     "Prompt.LabelRemoved": _label_removed,
     "PromptTestRun.Recorded": _test_recorded,
+    "Experiment.Started": _experiment_started,
+    "Experiment.Exposed": _experiment_exposed,
+    "Experiment.OutcomeRecorded": _experiment_outcome,
+    "Experiment.Concluded": _experiment_concluded,
 }
 
 # -- queries ------------------------------------------------------------------------------
@@ -573,3 +680,60 @@ async def registry_targets(
         found[row["name"]] = row
         found[str(row["id"])] = row
     return found
+
+
+# -- experiments --------------------------------------------------------------------------
+
+EXPERIMENT_COLUMNS = (
+    "e.id, e.role, e.status, e.definition, e.reason, e.winner, e.conclusion, e.started_at, "
+    "e.started_by, e.concluded_at, e.concluded_by, e.version, e.created_position, "
+    "(SELECT count(*) FROM rm_experiment_units u WHERE u.experiment_id = e.id) AS exposed"
+)
+
+
+async def experiments(
+    conn: asyncpg.Connection,
+    *,
+    role: str | None,
+    status: str | None,
+    before_position: int | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """Experiments, newest first."""
+    return await conn.fetch(
+        f"SELECT {EXPERIMENT_COLUMNS} FROM rm_experiments e WHERE ($1::text IS NULL OR "
+        "e.role = $1) AND ($2::text IS NULL OR e.status = $2) AND ($3::bigint IS NULL OR "
+        "e.created_position < $3) ORDER BY e.created_position DESC LIMIT $4",
+        role,
+        status,
+        before_position,
+        limit,
+    )
+
+
+async def experiment(conn: asyncpg.Connection, experiment_id: UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"SELECT {EXPERIMENT_COLUMNS} FROM rm_experiments e WHERE e.id = $1", experiment_id
+    )
+
+
+async def is_exposed(conn: asyncpg.Connection, experiment_id: UUID, unit: str) -> bool:
+    found = await conn.fetchval(
+        "SELECT 1 FROM rm_experiment_units WHERE experiment_id = $1 AND unit = $2",
+        experiment_id,
+        unit,
+    )
+    return found is not None
+
+
+async def experiment_records(
+    conn: asyncpg.Connection, experiment_id: UUID, metric: str
+) -> list[asyncpg.Record]:
+    """One row per exposed unit: ``unit_id``, ``variant`` and its reduced ``outcome``
+    (null without one; a rate's the maximum, a score's the mean)."""
+    reduced = "outcome_max" if metric == "rate" else "outcome_sum / nullif(outcomes, 0)"
+    return await conn.fetch(
+        f"SELECT unit AS unit_id, variant, {reduced} AS outcome FROM rm_experiment_units "
+        "WHERE experiment_id = $1",
+        experiment_id,
+    )
