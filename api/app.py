@@ -21,6 +21,7 @@ from api.auth import authentication_middleware, correlation_middleware
 from api.contract import ClosedStructs, allow_middleware
 from api.controllers.assistant_config import AssistantConfigController
 from api.controllers.audit import AuditController
+from api.controllers.experiments import ExperimentController
 from api.controllers.health import HealthController, MetricsController
 from api.controllers.market_data import MarketDataController
 from api.controllers.memory import MemoryController
@@ -49,6 +50,7 @@ ROUTES: list[Any] = [
     AuditController,
     HealthController,
     DatasetController,
+    ExperimentController,
     JobController,
     MarketDataController,
     MemoryController,

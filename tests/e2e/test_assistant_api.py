@@ -633,7 +633,31 @@ async def test_a_rebuild_from_zero_gives_the_read_models_the_projector_built(api
         headers=api.auth(),
     )
     assert removed.status_code == changed.status_code == 200
-    await read(api, CONFIG, changed.headers["Aimm-Position"])
+    experiment = await api.client.post(
+        f"{BASE}/experiments",
+        json={
+            "role": "risk-analyst",
+            "variants": [
+                {"prompt_id": prompt_id, "prompt_version": 1},
+                {"prompt_id": prompt_id, "prompt_version": 2},
+            ],
+            "metric": "rate",
+            "min_sample": 10,
+        },
+        headers=api.auth("operator"),
+    )
+    assert experiment.status_code == 201, experiment.text
+    resolved = await api.client.get(
+        f"{BASE}/resolve", params={"role": "risk-analyst", "unit": "u1"}, headers=api.auth()
+    )
+    assert resolved.status_code == 200, resolved.text
+    outcome = await api.client.post(
+        f"{BASE}/experiments/{experiment.json()['id']}/outcomes",
+        json={"unit": "u1", "value": 1},
+        headers=api.auth(),
+    )
+    assert outcome.status_code == 200, outcome.text
+    await read(api, CONFIG, outcome.headers["Aimm-Position"])
     live = await table_rows(api)
     assert all(live.values())
     pool = await create_pool(api.url, max_size=2)  # the app's pool is on its own loop

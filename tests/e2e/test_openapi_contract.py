@@ -67,7 +67,8 @@ EXCLUSIONS: list[Exclusion] = [
     ),
     Exclusion(
         operations=r"^(PUT /api/v1/ai-assistant/(config|prompts/\{prompt_id\})|"
-        r"POST /api/v1/ai-assistant/(roles|prompts|prompts/\{prompt_id\}/test))$",
+        r"POST /api/v1/ai-assistant/(roles|prompts|prompts/\{prompt_id\}/test|experiments|"
+        r"experiments/\{experiment_id\}/(outcomes|conclude)|roles/\{role\}/complete))$",
         check="positive_data_acceptance",
         expected_statuses=(*POSITIVE, "400", "422"),
         reason="settings, templates and references are checked against the stored state and "
@@ -75,13 +76,16 @@ EXCLUSIONS: list[Exclusion] = [
         "context length of the model chosen, a model the providers or the registry do not "
         "have, a role or prompt that does not exist, a template using a variable it does "
         "not declare or a `{{` that opens no placeholder; a prompt test naming a version "
-        "or label the prompt does not have, or more than 20 cases (versions × inputs)",
+        "or label the prompt does not have, or more than 20 cases (versions × inputs); an "
+        "experiment's variant that is no version of a prompt of the role, an outcome that "
+        "is not 0 or 1 for a rate, a winner past the last variant, a variable a completion "
+        "lacks",
     ),
     Exclusion(
         operations=r"^GET /api/v1/(ai/models(/\{model_id\}/deployments)?|audit/events|"
         r"market-data(/\{ticker\})?|ml/(datasets|jobs)|memory/(search|agents/[^/]+/timeline)|"
         r"predictions/jobs(/\{job_id\}/predictions)?|ai-assistant/(prompts(/\{prompt_id\}/"
-        r"(versions|label-history|tests))?|roles/\{role\}/history))$",
+        r"(versions|label-history|tests))?|roles/\{role\}/history|experiments))$",
         check="positive_data_acceptance",
         expected_statuses=(*POSITIVE, "400"),
         reason="`cursor` is opaque: only a `next_cursor` this API returned decodes; any "
