@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.sse_latency
 	$(BIN)/python -m benchmarks.garch
 	$(BIN)/python -m benchmarks.predictions --skip-garch
+	$(BIN)/python -m benchmarks.assistant
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
