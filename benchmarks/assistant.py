@@ -133,8 +133,13 @@ async def resolve_case(
 
 
 async def resolve_benchmark(
-    client: httpx.AsyncClient, base: str, env: dict[str, str], requests: int, concurrency: int
-) -> subprocess.Popen[bytes]:
+    client: httpx.AsyncClient,
+    base: str,
+    env: dict[str, str],
+    requests: int,
+    concurrency: int,
+    procs: list[subprocess.Popen[bytes]],
+) -> None:
     sample = await client.get(f"{base}/api/v1/ai-assistant/resolve?role={ROLE}&unit=u0")
     await ok(sample)
     with tempfile.NamedTemporaryFile("wb", suffix=".json", delete=False) as body:
@@ -148,6 +153,7 @@ async def resolve_benchmark(
         env,
         bare_port,
     )  # fmt: skip
+    procs.append(bare_proc)  # stopped by the caller, even when a case fails
     bare = f"http://127.0.0.1:{bare_port}"
     units = [f"u{i % 200}" for i in range(requests)]
     await resolve_case(client, base, bare, "production prompt, no experiment", units, concurrency)
@@ -172,13 +178,13 @@ async def resolve_benchmark(
     # on its version (409 after its retries); measured at the same concurrency, and alone
     fresh = [f"new{i}" for i in range(min(requests, 400))]
     what = "experiment, new units (one exposure event each)"
-    await resolve_case(client, base, bare, what, fresh[:200], concurrency)
-    await resolve_case(client, base, bare, what, fresh[200:], 1)
+    half = len(fresh) // 2
+    await resolve_case(client, base, bare, what, fresh[:half], concurrency)
+    await resolve_case(client, base, bare, what, fresh[half:], 1)
     exposed = [fresh[i % len(fresh)] for i in range(requests)]
     await resolve_case(
         client, base, bare, "experiment, units already exposed", exposed, concurrency
     )
-    return bare_proc
 
 
 async def prompt_test_benchmark(client: httpx.AsyncClient, base: str, inputs: int) -> None:
@@ -270,9 +276,7 @@ async def main(url: str, options: argparse.Namespace) -> None:
                 if page.status_code == 200 and page.json()["items"]:
                     break
                 await asyncio.sleep(0.1)
-            procs.append(
-                await resolve_benchmark(client, base, env, options.requests, options.concurrency)
-            )
+            await resolve_benchmark(client, base, env, options.requests, options.concurrency, procs)
             await prompt_test_benchmark(client, base, options.inputs)
     finally:
         for proc in procs:
