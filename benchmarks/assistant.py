@@ -36,7 +36,7 @@ import httpx
 
 from application.ports import CompletionRequest
 from benchmarks.common import fresh_database, postgres_server
-from benchmarks.registry import free_port, start
+from benchmarks.registry import free_port, start, start_bare
 from infrastructure import keys
 from infrastructure.llm.embedded import EmbeddedProvider
 from infrastructure.schema import migrate
@@ -44,15 +44,6 @@ from infrastructure.schema import migrate
 GOAL_RESOLVE = 0.5
 GOAL_PROMPT_TESTS = 0.9
 ROLE = "risk-analyst"
-BARE_APP = """
-from pathlib import Path
-from litestar import Litestar, get, Response
-BODY = Path({path!r}).read_bytes()
-@get("/api/v1/ai-assistant/resolve")
-async def resolve(role: str, unit: str) -> Response[bytes]:
-    return Response(BODY, media_type="application/json")
-app = Litestar([resolve])
-"""
 
 
 async def timed(
@@ -142,17 +133,9 @@ async def resolve_benchmark(
 ) -> None:
     sample = await client.get(f"{base}/api/v1/ai-assistant/resolve?role={ROLE}&unit=u0")
     await ok(sample)
-    with tempfile.NamedTemporaryFile("wb", suffix=".json", delete=False) as body:
-        body.write(sample.content)
-    bare_dir = Path(tempfile.mkdtemp())
-    (bare_dir / "bare_app.py").write_text(BARE_APP.format(path=body.name))
-    bare_port = free_port()
-    bare_proc = start(
-        [sys.executable, "-m", "uvicorn", "bare_app:app", "--port", str(bare_port),
-         "--log-level", "warning", "--app-dir", str(bare_dir)],
-        env,
-        bare_port,
-    )  # fmt: skip
+    bare_proc, bare_port = start_bare(
+        "/api/v1/ai-assistant/resolve", "role: str, unit: str", sample.content, env
+    )
     procs.append(bare_proc)  # stopped by the caller, even when a case fails
     bare = f"http://127.0.0.1:{bare_port}"
     units = [f"u{i % 200}" for i in range(requests)]

@@ -45,7 +45,7 @@ import httpx
 from application.ports import ForecastRequest
 from application.prediction_worker import price_series
 from benchmarks.common import fresh_database, postgres_server
-from benchmarks.registry import free_port, hammer, start
+from benchmarks.registry import free_port, hammer, start, start_bare
 from domain.predictions.forecasters import BUILTINS, DEFAULT_LEVELS
 from infrastructure import keys
 from infrastructure.postgres import eventsourcing_env
@@ -53,15 +53,6 @@ from infrastructure.schema import migrate
 from infrastructure.wiring import build_contexts, forecast_engine
 
 GOAL_DASHBOARD = 0.5
-BARE_APP = """
-from pathlib import Path
-from litestar import Litestar, get, Response
-BODY = Path({path!r}).read_bytes()
-@get("/api/v1/predictions/{{ticker:str}}")
-async def dashboard(ticker: str) -> Response[bytes]:
-    return Response(BODY, media_type="application/json")
-app = Litestar([dashboard])
-"""
 
 
 def load_samples(url: str) -> None:
@@ -183,17 +174,8 @@ async def dashboard(
     path = "/api/v1/predictions/SP500"
     page = await client.get(base + path)
     page.raise_for_status()
-    with tempfile.NamedTemporaryFile("wb", suffix=".json", delete=False) as body:
-        body.write(page.content)
-    bare_dir = Path(tempfile.mkdtemp())
-    (bare_dir / "bare_app.py").write_text(BARE_APP.format(path=body.name))
-    bare_port = free_port()
-    bare_proc = start(
-        [sys.executable, "-m", "uvicorn", "bare_app:app", "--port", str(bare_port),
-         "--log-level", "warning", "--app-dir", str(bare_dir)],
-        env,
-        bare_port,
-    )  # fmt: skip
+    bare_proc, bare_port = start_bare("/api/v1/predictions/{ticker:str}", "ticker: str",
+                                      page.content, env)  # fmt: skip
     headers = dict(client.headers)
     bare = await hammer(
         client, [("GET", f"http://127.0.0.1:{bare_port}{path}", None)] * requests,

@@ -44,11 +44,33 @@ BARE_APP = """
 from pathlib import Path
 from litestar import Litestar, get, Response
 BODY = Path({path!r}).read_bytes()
-@get("/api/v1/ai/models")
-async def models() -> Response[bytes]:
+@get({route!r})
+async def bare({params}) -> Response[bytes]:
     return Response(BODY, media_type="application/json")
-app = Litestar([models])
+app = Litestar([bare])
 """
+
+
+def start_bare(
+    route: str, params: str, body: bytes, env: dict[str, str], port: int | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
+    """The baseline of an HTTP figure: a bare Litestar app under uvicorn answering GET
+    ``route`` (handler parameters ``params``, e.g. ``"ticker: str"``) with ``body`` from
+    memory. Returns the process and its port."""
+    with tempfile.NamedTemporaryFile("wb", suffix=".json", delete=False) as file:
+        file.write(body)
+    app_dir = Path(tempfile.mkdtemp())
+    (app_dir / "bare_app.py").write_text(
+        BARE_APP.format(path=file.name, route=route, params=params)
+    )
+    port = port or free_port()
+    proc = start(
+        [sys.executable, "-m", "uvicorn", "bare_app:app", "--port", str(port),
+         "--log-level", "warning", "--app-dir", str(app_dir)],
+        env,
+        port,
+    )  # fmt: skip
+    return proc, port
 
 
 def free_port() -> int:
@@ -180,28 +202,7 @@ async def main(url: str, models: int, versions: int, requests: int, concurrency:
                 ):
                     break
                 await asyncio.sleep(0.5)
-            with tempfile.NamedTemporaryFile("wb", suffix=".json", delete=False) as body:
-                body.write(page.content)
-            bare_dir = Path(tempfile.mkdtemp())
-            (bare_dir / "bare_app.py").write_text(BARE_APP.format(path=body.name))
-            procs.append(
-                start(
-                    [
-                        sys.executable,
-                        "-m",
-                        "uvicorn",
-                        "bare_app:app",
-                        "--port",
-                        str(bare_port),
-                        "--log-level",
-                        "warning",
-                        "--app-dir",
-                        str(bare_dir),
-                    ],
-                    env,
-                    bare_port,
-                )
-            )
+            procs.append(start_bare("/api/v1/ai/models", "", page.content, env, bare_port)[0])
             get_list = [("GET", "/api/v1/ai/models?limit=50", None)] * requests
             bare = await hammer(
                 client,
