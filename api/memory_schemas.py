@@ -1,6 +1,6 @@
 """Request and response bodies of the agent-memory endpoints (msgspec Structs).
 
-Requests are typed and decoded strictly (``api.controllers.memory.strict_body``: a
+Requests are typed and decoded strictly (``api.contract.strict_body``: a
 string where the schema says a number or a boolean is a 400 naming that field). Every
 rule ``domain.memory.memory.parse_memory`` checks is declared here too, so the OpenAPI
 document says what the API refuses: lengths, counts, ranges, kinds, the agent id's

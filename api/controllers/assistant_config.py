@@ -49,12 +49,14 @@ from api.contract import (
     ONE_AGGREGATE_HEADERS,
     IdempotencyKey,
     IfMatch,
+    Instant,
     etag,
+    instants,
     problems,
     read_one,
     snapshot,
+    strict_body,
 )
-from api.controllers.memory import Instant, instants, strict_body
 from api.controllers.models import aware
 from api.errors import ProblemError
 from api.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor

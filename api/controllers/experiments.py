@@ -45,9 +45,9 @@ from api.contract import (
     problems,
     read_one,
     snapshot,
+    strict_body,
 )
 from api.controllers.assistant_config import BASE, require_admin
-from api.controllers.memory import strict_body
 from api.controllers.prompt_tests import LLM_RETRY_AFTER
 from api.errors import ProblemError
 from api.experiment_schemas import (

@@ -30,8 +30,8 @@ from api.contract import (
     problems,
     read_one,
     snapshot,
+    strict_body,
 )
-from api.controllers.memory import strict_body
 from api.controllers.prompts import PROMPTS, aggregate_version_of
 from api.errors import ProblemError
 from api.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor
