@@ -65,7 +65,7 @@ def settings_out(settings: ModelSettings | Mapping[str, Any]) -> SettingsOut:
     return msgspec.convert(values, SettingsOut)
 
 
-def _settings_of(values: Mapping[str, Any]) -> ModelSettings:
+def settings_of(values: Mapping[str, Any]) -> ModelSettings:
     merged = {**ModelSettings().as_dict(), **values}
     merged["stop"] = tuple(merged["stop"])
     return ModelSettings(**merged)
@@ -317,7 +317,7 @@ async def version_detail_from_read_models(
         return None
     role = await views.role(conn, prompt["role"])
     content = _content_of(row)
-    role_settings = _settings_of(_json(role["settings"])) if role else ModelSettings()
+    role_settings = settings_of(_json(role["settings"])) if role else ModelSettings()
     return PromptVersionDetail(
         prompt_id=prompt_id,
         aggregate_version=prompt["version"],

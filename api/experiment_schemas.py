@@ -115,7 +115,7 @@ class OutcomeOut(Struct):
     unit: str
     variant: int
     value: float
-    version: int
+    outcomes: int  # the unit's outcomes recorded so far, this one included
 
 
 class ResolveOut(Struct):

@@ -29,10 +29,10 @@ failure (``LLMError``) propagates and nothing is recorded.
 **A/B experiments** (F11.4.5, ``domain.assistant.experiment``): ``start_experiment``
 checks the definition (``validate_definition``) and that every variant is a version of a
 prompt of the role, and occupies the role's ``ExperimentSlot`` in the same save (one
-running experiment per role, 409 otherwise). ``resolve`` answers what a role runs for a
-unit now (the variant ``assign`` gives while an experiment runs, else the role's
-``production`` version); ``expose`` records a unit's exposure once; ``record_outcome``
-and ``conclude_experiment`` complete the picture. Concluding saves the experiment's
+running experiment per role, 409 otherwise). What a role runs for a unit now is read from
+the read models (``api.resolution``: it is asked on every agent call); ``expose`` records
+a unit's exposure once (an ``Exposure`` per experiment and unit); ``record_outcome`` and
+``conclude_experiment`` complete the picture. Concluding saves the experiment's
 ``Concluded``, the slot's ``Freed``, the winner prompt's ``LabelMoved`` (``production``)
 and, when the role ran another prompt, the configuration's ``RoleChanged`` in one
 transaction.
@@ -43,10 +43,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
 
 from application.base import (
     CommandResult,
@@ -71,6 +72,7 @@ from domain.assistant.experiment import (
     Experiment,
     ExperimentConflictError,
     ExperimentSlot,
+    Exposure,
     check_unit,
 )
 from domain.assistant.experiments import (
@@ -127,8 +129,6 @@ class AssistantApplication(ContextApplication):
         self._llm_factory = ports.llm if ports is not None else None
         self._providers: Mapping[str, LLMProvider] | None = None
         self._providers_lock = threading.Lock()
-        self._definitions: dict[str, ExperimentDefinition] = {}
-        self._definitions_lock = threading.Lock()
 
     # -- LLM providers ----------------------------------------------------------------------
 
@@ -732,16 +732,6 @@ class AssistantApplication(ContextApplication):
             return None
         return slot if isinstance(slot, ExperimentSlot) else None
 
-    def _definition(self, experiment_id: str) -> ExperimentDefinition:
-        """An experiment's definition; it never changes, so it is cached per process."""
-        with self._definitions_lock:
-            found = self._definitions.get(experiment_id)
-        if found is None:
-            found = self.get_experiment(UUID(experiment_id)).definition
-            with self._definitions_lock:
-                self._definitions[experiment_id] = found
-        return found
-
     def start_experiment(  # noqa: PLR0913
         self,
         *,
@@ -828,54 +818,6 @@ class AssistantApplication(ContextApplication):
                 )
         return errors
 
-    def resolve(self, role: str, unit: str) -> dict[str, Any]:
-        """What ``role`` runs for ``unit`` now: the experiment's variant for the unit while
-        one runs (not recorded here: see ``expose``), else the role's ``production``
-        version. 404 for an unknown role; 409 when it runs no production version."""
-        errors = check_unit(unit)
-        if errors:
-            raise invalid_fields(errors)
-        config = self.get_config()
-        found = config.get_role(role) if config is not None else None
-        if found is None:
-            raise NotFoundError(f"role {role!r} not found")
-        slot = self._slot(role)
-        if slot is not None and slot.experiment_id is not None:
-            definition = self._definition(slot.experiment_id)
-            index = definition.assign(unit)
-            variant = definition.variants[index]
-            version = self.get_prompt(UUID(variant.prompt_id)).get_version(variant.prompt_version)
-            settings = merge(merge(found.settings, version.content.overrides), variant.settings)
-            return {
-                "role": role,
-                "unit": unit,
-                "source": "experiment",
-                "experiment_id": slot.experiment_id,
-                "variant": index,
-                "prompt_id": variant.prompt_id,
-                "prompt_version": version.number,
-                "model": version.model or found.model,
-                "settings": settings.as_dict(),
-            }
-        running = self.prompt_or_none(found.prompt_id) if found.prompt_id else None
-        number = running.labels.get("production") if running is not None else None
-        if running is None or number is None:
-            raise ExperimentConflictError(
-                f"role {role!r} runs no prompt version in production and no experiment"
-            )
-        version = running.get_version(number)
-        return {
-            "role": role,
-            "unit": unit,
-            "source": "production",
-            "experiment_id": None,
-            "variant": None,
-            "prompt_id": str(running.id),
-            "prompt_version": number,
-            "model": version.model or found.model,
-            "settings": merge(found.settings, version.content.overrides).as_dict(),
-        }
-
     def complete(
         self,
         resolution: Mapping[str, Any],
@@ -918,15 +860,19 @@ class AssistantApplication(ContextApplication):
             "provider_model": completion.model,
         }
 
-    def expose(self, experiment_id: UUID, unit: str) -> CommandResult[StoredResponse]:
-        """Record ``unit``'s exposure once (a unit exposed already appends nothing; a
-        concurrent exposure of another unit is retried on the newer version)."""
-        return self.change_aggregate(
-            lambda: self.get_experiment(experiment_id),
-            lambda experiment: experiment.expose(unit),
-            lambda experiment, outcome: (200, {"variant": outcome[0], "new": outcome[1]}),
-            retry=True,
-        )
+    def expose(
+        self, experiment_id: str, definition: ExperimentDefinition, unit: str
+    ) -> tuple[bool, int]:
+        """Record ``unit``'s exposure to its variant once: whether this call recorded it,
+        and the log position. The unit's ``Exposure`` has an id derived from experiment
+        and unit, so a second exposure (a retry, a racing resolve in another process) is
+        refused by the event store's uniqueness and records nothing; no aggregate is
+        loaded and nothing waits on the experiment."""
+        try:
+            [recording] = self.save(Exposure.expose(experiment_id, definition, unit))
+        except IntegrityError:
+            return False, self.recorder.max_notification_id() or 0
+        return True, recording.notification.id
 
     def record_outcome(
         self,
@@ -935,14 +881,32 @@ class AssistantApplication(ContextApplication):
         value: float,
         *,
         idem: Idempotency | None = None,
-        respond: Callable[[Experiment, int], Response],
+        respond: Callable[[Exposure, int], Response],
     ) -> CommandResult[StoredResponse]:
+        """A unit's outcome, on its ``Exposure``: 404 unknown experiment, 409 when it is
+        concluded or the unit was never exposed, 400 a value its metric refuses."""
+        errors = check_unit(unit)
+        if errors:
+            raise invalid_fields(errors)
+        experiment = self.get_experiment(experiment_id)
+        experiment.check_running("it takes no more outcomes")
+
+        def load() -> Exposure:
+            try:
+                found: Any = self.repository.get(Exposure.id_for(str(experiment_id), unit))
+            except AggregateNotFoundError:
+                raise ExperimentConflictError(
+                    f"unit {unit!r} was never exposed in experiment {experiment_id}: "
+                    "resolve it first"
+                ) from None
+            return cast("Exposure", found)
+
         return self.change_aggregate(
-            lambda: self.get_experiment(experiment_id),
-            lambda experiment: experiment.record_outcome(unit, value),
+            load,
+            lambda exposure: exposure.record_outcome(experiment.definition.metric, value),
             respond,
             idem=idem,
-            retry=True,  # outcomes and exposures of other units race on the version
+            retry=True,  # two outcomes of one unit at once: both are recorded
         )
 
     def conclude_experiment(  # noqa: PLR0913

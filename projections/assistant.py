@@ -14,9 +14,15 @@
 - ``prompt_test_runs``: one row per prompt test run (F11.4.3): what ran (subjects), the
   inputs, assertions, settings and every case as JSON, the counts of passed and failed
   cases, why, who and when. A run is one event and never changes.
+- ``experiments``: one row per A/B experiment: its definition, status, winner; at most
+  one running per role (a unique index, as the ``ExperimentSlot`` guarantees).
+- ``experiment_units``: one row per exposed unit (an ``Exposure``): its variant, the
+  number, sum and maximum of its outcomes. Exposures and outcomes that land in the log
+  after their experiment's conclusion are left out, so results freeze at the conclusion.
 
-The assistant log is small (edits made by people), so rows are written one statement at
-a time, in event order, batched by ``OrderedWriter``.
+Most of the log is edits made by people; exposures and outcomes are one event per unit.
+Rows are written one statement at a time, in event order, batched by ``OrderedWriter``
+(consecutive exposures are one ``executemany``).
 """
 
 from __future__ import annotations
@@ -195,10 +201,12 @@ class AssistantViews:
             )
             """,
             "CREATE INDEX ON {experiments} (created_position DESC)",
+            "CREATE UNIQUE INDEX ON {experiments} (role) WHERE status = 'running'",
         ),
         "experiment_units": (
             """
             CREATE TABLE {experiment_units} (
+                exposure_id uuid NOT NULL UNIQUE,
                 experiment_id uuid NOT NULL,
                 unit text NOT NULL,
                 variant integer NOT NULL,
@@ -460,31 +468,35 @@ def _experiment_started(out: OrderedWriter, t: Mapping[str, str], e: Event) -> N
     )
 
 
-def _experiment_exposed(out: OrderedWriter, t: Mapping[str, str], e: Event) -> None:
+def _exposed(out: OrderedWriter, t: Mapping[str, str], e: Event) -> None:
+    """A unit's exposure, counted only while its experiment runs in the log's order (an
+    exposure that raced the conclusion lands after it and is left out)."""
     d = e.data
     out.add(
-        f"INSERT INTO {t['experiment_units']} (experiment_id, unit, variant, prompt_version, "
-        "exposed_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (experiment_id, unit) DO NOTHING",
+        f"INSERT INTO {t['experiment_units']} (exposure_id, experiment_id, unit, variant, "
+        "prompt_version, exposed_at) SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 "
+        f"FROM {t['experiments']} WHERE id = $2 AND status = 'running') "
+        "ON CONFLICT DO NOTHING",
         e.aggregate_id,
+        UUID(d["experiment_id"]),
         d["unit"],
         d["variant"],
         d["prompt_version"],
         e.timestamp,
     )
-    _experiment_touch(out, t, e)
 
 
-def _experiment_outcome(out: OrderedWriter, t: Mapping[str, str], e: Event) -> None:
-    d = e.data
+def _outcome_recorded(out: OrderedWriter, t: Mapping[str, str], e: Event) -> None:
+    """A unit's outcome, counted only while its experiment runs (as ``_exposed``)."""
     out.add(
-        f"UPDATE {t['experiment_units']} SET outcomes = outcomes + 1, "
-        "outcome_sum = coalesce(outcome_sum, 0) + $3, "
-        "outcome_max = greatest(outcome_max, $3) WHERE experiment_id = $1 AND unit = $2",
+        f"UPDATE {t['experiment_units']} u SET outcomes = u.outcomes + 1, "
+        "outcome_sum = coalesce(u.outcome_sum, 0) + $2, "
+        "outcome_max = greatest(u.outcome_max, $2) "
+        f"FROM {t['experiments']} x WHERE u.exposure_id = $1 AND x.id = u.experiment_id "
+        "AND x.status = 'running'",
         e.aggregate_id,
-        d["unit"],
-        float(d["value"]),
+        float(e.data["value"]),
     )
-    _experiment_touch(out, t, e)
 
 
 def _experiment_concluded(out: OrderedWriter, t: Mapping[str, str], e: Event) -> None:
@@ -507,8 +519,8 @@ _HANDLERS = {
     "Prompt.LabelRemoved": _label_removed,
     "PromptTestRun.Recorded": _test_recorded,
     "Experiment.Started": _experiment_started,
-    "Experiment.Exposed": _experiment_exposed,
-    "Experiment.OutcomeRecorded": _experiment_outcome,
+    "Exposure.Exposed": _exposed,
+    "Exposure.OutcomeRecorded": _outcome_recorded,
     "Experiment.Concluded": _experiment_concluded,
 }
 
@@ -717,13 +729,34 @@ async def experiment(conn: asyncpg.Connection, experiment_id: UUID) -> asyncpg.R
     )
 
 
-async def is_exposed(conn: asyncpg.Connection, experiment_id: UUID, unit: str) -> bool:
-    found = await conn.fetchval(
-        "SELECT 1 FROM rm_experiment_units WHERE experiment_id = $1 AND unit = $2",
-        experiment_id,
-        unit,
-    )
-    return found is not None
+RESOLUTION_SQL = """
+SELECT r.model, r.settings, r.prompt_id,
+       pv.number AS production_version, pv.overrides AS production_overrides,
+       pv.model AS production_model,
+       e.id AS experiment_id, e.definition,
+       (SELECT jsonb_agg(jsonb_build_object('overrides', v.overrides, 'model', v.model)
+                         ORDER BY x.i)
+          FROM jsonb_array_elements(e.definition->'variants') WITH ORDINALITY AS x(variant, i)
+          JOIN rm_prompt_versions v ON v.prompt_id = (x.variant->>'prompt_id')::uuid
+                                   AND v.number = (x.variant->>'prompt_version')::int
+       ) AS variant_versions,
+       EXISTS (SELECT 1 FROM rm_experiment_units u
+                WHERE u.experiment_id = e.id AND u.unit = $2) AS exposed
+  FROM rm_assistant_roles r
+  LEFT JOIN rm_prompts p ON p.id = r.prompt_id
+  LEFT JOIN rm_prompt_versions pv
+         ON pv.prompt_id = p.id AND pv.number = (p.labels->>'production')::int
+  LEFT JOIN rm_experiments e ON e.role = r.role AND e.status = 'running'
+ WHERE r.role = $1
+"""
+
+
+async def resolution(conn: asyncpg.Connection, role: str, unit: str) -> asyncpg.Record | None:
+    """In one read: the role's model and settings; its prompt's ``production`` version
+    (number, overrides, model); the running experiment of the role, if any, with its
+    definition, each variant's version (overrides and model, in variant order) and
+    whether ``unit`` is exposed in it. None for an unknown role."""
+    return await conn.fetchrow(RESOLUTION_SQL, role, unit)
 
 
 async def experiment_records(

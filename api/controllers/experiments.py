@@ -65,12 +65,14 @@ from api.experiment_schemas import (
     VariantOut,
 )
 from api.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor
+from api.resolution import Resolver
 from application.base import Response as CommandResponse
 from application.contexts import Contexts
 from application.ports import LLMError
 from domain.assistant.config import ROLE_KEY_PATTERN
-from domain.assistant.experiment import CONCLUDED, RUNNING, Experiment
+from domain.assistant.experiment import CONCLUDED, RUNNING, Experiment, Exposure
 from domain.assistant.experiments import ExperimentDefinition, Variant
+from domain.errors import ConflictError, NotFoundError
 from domain.metadata import acting_as
 from projections import assistant as views
 
@@ -151,35 +153,37 @@ async def _experiment_row(request: Request[Any, Any, Any], experiment_id: UUID) 
     return row
 
 
+RESOLVER = Resolver()
+
+
 async def _resolve(
     request: Request[Any, Any, Any], contexts: Contexts, role: str, unit: str
 ) -> tuple[dict[str, Any], bool, dict[str, str]]:
-    """What ``role`` runs for ``unit``; whether this call recorded the unit's exposure
-    (checked in the read model first: a known unit loads no aggregate); the headers."""
-    principal = principal_of(request)
-    correlation_id = request.scope["state"]["correlation_id"]
-    app = contexts.assistant
-
-    def plan() -> dict[str, Any]:
-        with acting_as(principal.name, correlation_id):
-            return app.resolve(role, unit)
-
-    found = await anyio.to_thread.run_sync(plan)
+    """What ``role`` runs for ``unit`` (``api.resolution``); whether this call recorded
+    the unit's exposure (a unit the read model knows exposed costs no write); the
+    headers."""
+    async with request.app.state.pool.acquire() as conn:
+        row = await views.resolution(conn, role, unit)
+    try:
+        found = RESOLVER.answer(role, unit, row)
+    except NotFoundError as exc:
+        raise ProblemError(404, str(exc)) from None
+    except ConflictError as exc:
+        raise ProblemError(409, str(exc)) from None
     headers = {"Cache-Control": "no-store"}
     recorded = False
-    experiment_id = found["experiment_id"]
-    if experiment_id is not None:
-        async with snapshot(request) as conn:
-            known = await views.is_exposed(conn, UUID(experiment_id), unit)
-        if not known:  # the read model may lag: the aggregate decides, once per unit
+    if row is not None and row["experiment_id"] is not None and not row["exposed"]:
+        principal = principal_of(request)
+        correlation_id = request.scope["state"]["correlation_id"]
+        experiment_id = found["experiment_id"]
+        definition = RESOLVER.definition(row["experiment_id"], row["definition"])
 
-            def expose() -> Any:
-                with acting_as(principal.name, correlation_id):
-                    return app.expose(UUID(experiment_id), unit)
+        def expose() -> tuple[bool, int]:
+            with acting_as(principal.name, correlation_id):
+                return contexts.assistant.expose(experiment_id, definition, unit)
 
-            result = await anyio.to_thread.run_sync(expose)
-            recorded = bool(result.value.body["new"])
-            headers[POSITION_HEADER] = f"{result.context}:{result.position}"
+        recorded, position = await anyio.to_thread.run_sync(expose)
+        headers[POSITION_HEADER] = f"assistant:{position}"
     return found, recorded, headers
 
 
@@ -199,12 +203,15 @@ class ExperimentController(Controller):
         role: RoleQuery,
         unit: UnitQuery,
         contexts: Contexts,
+        wait: WaitFor = None,
     ) -> Response[ResolveOut]:
         """What an agent of ``role`` should run now for ``unit``: the prompt version (a
         number) and the effective model and settings. While an experiment of the role
         runs, the unit's variant (sticky), and the unit's first resolve records its
         exposure (a GET with a side effect: see the module docstring); else the role's
-        production version. 404 unknown role, 409 a role running no production version."""
+        production version. Read from the read models (``wait_for`` to see a change of
+        one's own). 404 unknown role, 409 a role running no production version."""
+        await wait_for(request, wait)
         found, recorded, headers = await _resolve(request, contexts, role, unit)
         out = msgspec.convert({**found, "exposure_recorded": recorded}, ResolveOut)
         return Response(out, headers=headers)
@@ -221,6 +228,7 @@ class ExperimentController(Controller):
         role: Annotated[str, PathParameter(pattern=ROLE_KEY_PATTERN)],
         data: CompleteIn,
         contexts: Contexts,
+        wait: WaitFor = None,
     ) -> Response[CompleteOut]:
         """Resolve (as ``GET …/resolve``, exposure included), render the version with
         ``variables`` and call its model: the output, and the experiment id and unit to
@@ -228,6 +236,7 @@ class ExperimentController(Controller):
         ``Retry-After`` when the provider fails (the exposure stays recorded: the unit
         was assigned)."""
         data = await strict_body(request, CompleteIn) or data
+        await wait_for(request, wait)
         found, recorded, headers = await _resolve(request, contexts, role, data.unit)
         try:
             ran = await anyio.to_thread.run_sync(
@@ -369,8 +378,8 @@ class ExperimentController(Controller):
         data = await strict_body(request, OutcomeIn) or data
         idem = await idempotency(request, idempotency_key)
 
-        def respond(experiment: Experiment, variant: int) -> CommandResponse:
-            out = OutcomeOut(experiment.id, data.unit, variant, data.value, experiment.version)
+        def respond(exposure: Exposure, variant: int) -> CommandResponse:
+            out = OutcomeOut(experiment_id, data.unit, variant, data.value, exposure.outcomes)
             return 200, to_builtins(out)
 
         return await run_command(

@@ -7,13 +7,26 @@ this module records an experiment's life as events:
   their prompt versions, settings overrides and weights, unit kind, metric, min_sample and
   the salt drawn at creation), and why. The definition never changes afterwards: changing
   the salt or a weight would move units between variants.
-- ``Exposed``: a unit saw a variant, once per unit (the aggregate refuses a second
-  exposure of a unit by answering the first one's variant, appending nothing).
-- ``OutcomeRecorded``: a unit's outcome (0 or 1 for a rate, a number for a score); a unit
-  may report several (the results reduce them: a rate is 1 if it ever succeeded, a score
-  their mean). Only exposed units report, and only while the experiment runs.
 - ``Concluded``: the winner (a variant index) and why; assignment stops. Concluding again
   with the same winner records nothing; with another winner it is a conflict.
+
+A unit's exposure and its outcomes are not events of the experiment but of an
+``Exposure`` (one per experiment and unit, its id ``uuid5`` of both): a busy experiment
+takes thousands of new units a minute, and were they events of one aggregate, every
+resolve of a new unit would load the experiment's whole history and race every other on
+its version. With one aggregate per unit the event store's uniqueness of (id, version 1)
+records each exposure exactly once, with no load and no lock:
+
+- ``Exposure.Exposed``: the unit saw a variant (index, prompt id and version).
+- ``Exposure.OutcomeRecorded``: its outcome (0 or 1 for a rate, a number for a score); a
+  unit may report several (the results reduce them: a rate is 1 if it ever succeeded, a
+  score their mean).
+
+Exposures and outcomes are taken while the experiment runs (the application checks the
+experiment). One can race the conclusion and land in the log just after ``Concluded``;
+the read model (``projections.assistant``) applies events in log order and counts only
+exposures and outcomes before the conclusion, so the results freeze at the conclusion
+and a rebuild gives the same numbers.
 
 ``ExperimentSlot`` (one per role, id derived from the role) holds which experiment of the
 role is running: starting one occupies it, concluding frees it, and both are saved in the
@@ -34,6 +47,7 @@ from domain.metadata import EventMeta
 
 RUNNING, CONCLUDED = "running", "concluded"
 SLOT_SCOPE = "assistant/experiment-slot"
+EXPOSURE_SCOPE = "assistant/exposure"
 MAX_UNIT_LENGTH = 200
 
 
@@ -66,23 +80,6 @@ class Experiment(Aggregate):
         definition: dict[str, Any]
         reason: str
 
-    class Exposed(Aggregate.Event):
-        unit: str
-        variant: int
-        prompt_id: str
-        prompt_version: int
-
-        def apply(self, aggregate: Experiment) -> None:
-            aggregate.exposures[self.unit] = self.variant
-
-    class OutcomeRecorded(Aggregate.Event):
-        unit: str
-        variant: int
-        value: float
-
-        def apply(self, aggregate: Experiment) -> None:
-            aggregate.outcomes += 1
-
     class Concluded(Aggregate.Event):
         winner: int
         prompt_id: str
@@ -99,8 +96,6 @@ class Experiment(Aggregate):
         self.reason = reason
         self.started_by = meta.get("principal", "unknown")
         self.status = RUNNING
-        self.exposures: dict[str, int] = {}
-        self.outcomes = 0
         self.winner: int | None = None
         self.conclusion: str | None = None
 
@@ -116,42 +111,9 @@ class Experiment(Aggregate):
     def running(self) -> bool:
         return self.status == RUNNING
 
-    def expose(self, unit: str) -> tuple[int, bool]:
-        """The unit's variant, and whether this exposure is new (then it is recorded)."""
-        errors = check_unit(unit)
-        if errors:
-            raise invalid_fields(errors)
-        if unit in self.exposures:
-            return self.exposures[unit], False
+    def check_running(self, what: str) -> None:
         if not self.running:
-            raise ExperimentConflictError(f"experiment {self.id} is concluded")
-        variant = self.definition.assign(unit)
-        chosen = self.definition.variants[variant]
-        self.trigger_event(
-            self.Exposed,
-            unit=unit,
-            variant=variant,
-            prompt_id=chosen.prompt_id,
-            prompt_version=chosen.prompt_version,
-        )
-        return variant, True
-
-    def record_outcome(self, unit: str, value: float) -> int:
-        """Record ``unit``'s outcome; its variant."""
-        errors = check_unit(unit) + check_outcome(self.definition.metric, value)
-        if errors:
-            raise invalid_fields(errors)
-        if not self.running:
-            raise ExperimentConflictError(
-                f"experiment {self.id} is concluded: it takes no more outcomes"
-            )
-        if unit not in self.exposures:
-            raise ExperimentConflictError(
-                f"unit {unit!r} was never exposed in experiment {self.id}: resolve it first"
-            )
-        variant = self.exposures[unit]
-        self.trigger_event(self.OutcomeRecorded, unit=unit, variant=variant, value=float(value))
-        return variant
+            raise ExperimentConflictError(f"experiment {self.id} is concluded: {what}")
 
     def conclude(self, winner: int, reason: str) -> bool:
         """Conclude with ``winner``; False (nothing recorded) when already concluded so."""
@@ -218,3 +180,68 @@ class ExperimentSlot(Aggregate):
     def free(self, experiment_id: str) -> None:
         if self.experiment_id == experiment_id:
             self.trigger_event(self.Freed, experiment_id=experiment_id)
+
+
+class Exposure(Aggregate):
+    """One unit of one experiment: the variant it saw, and its outcomes."""
+
+    class Exposed(Aggregate.Created):
+        experiment_id: str
+        unit: str
+        variant: int
+        prompt_id: str
+        prompt_version: int
+
+    class OutcomeRecorded(Aggregate.Event):
+        value: float
+
+        def apply(self, aggregate: Exposure) -> None:
+            aggregate.outcomes += 1
+
+    def __init__(  # noqa: PLR0913
+        self,
+        experiment_id: str,
+        unit: str,
+        variant: int,
+        prompt_id: str,
+        prompt_version: int,
+        meta: EventMeta,
+    ) -> None:
+        self.experiment_id = experiment_id
+        self.unit = unit
+        self.variant = variant
+        self.prompt_id = prompt_id
+        self.prompt_version = prompt_version
+        self.outcomes = 0
+
+    @staticmethod
+    def id_for(experiment_id: str, unit: str) -> Any:
+        return claim_id(EXPOSURE_SCOPE, f"{experiment_id}\x00{unit}")
+
+    @classmethod
+    def expose(cls, experiment_id: str, definition: ExperimentDefinition, unit: str) -> Exposure:
+        """The unit's exposure to the variant the definition assigns it (not yet saved:
+        saving a second exposure of a unit is an integrity conflict)."""
+        errors = check_unit(unit)
+        if errors:
+            raise invalid_fields(errors)
+        variant = definition.assign(unit)
+        chosen = definition.variants[variant]
+        return cls._create(
+            cls.Exposed,
+            id=cls.id_for(experiment_id, unit),
+            experiment_id=experiment_id,
+            unit=unit,
+            variant=variant,
+            prompt_id=chosen.prompt_id,
+            prompt_version=chosen.prompt_version,
+        )
+
+    def record_outcome(self, metric: str, value: float) -> int:
+        """Record an outcome of this unit (checked against the experiment's ``metric``);
+        its variant."""
+        errors = check_outcome(metric, value)
+        if errors:
+            raise invalid_fields(errors)
+        self.trigger_event(self.OutcomeRecorded, value=float(value))
+        return self.variant

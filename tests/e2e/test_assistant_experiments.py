@@ -68,8 +68,12 @@ async def start(api: Api, body: dict[str, Any]) -> dict[str, Any]:
 
 
 async def resolve(api: Api, unit: str, role: str = "writer") -> dict[str, Any]:
+    """Resolve as an agent that must see every change made before (``wait_for``: resolve
+    reads the read models)."""
     response = await api.client.get(
-        RESOLVE, params={"role": role, "unit": unit}, headers=api.auth("operator")
+        RESOLVE,
+        params={"role": role, "unit": unit, "wait_for": await head(api)},
+        headers=api.auth("operator"),
     )
     assert response.status_code == 200, response.text
     assert response.headers["cache-control"] == "no-store"
@@ -274,6 +278,7 @@ async def test_complete_resolves_exposes_and_runs_the_variant_on_the_model(api: 
     path = f"{BASE}/roles/helper/complete"
     done = await api.client.post(
         path,
+        params={"wait_for": await head(api)},
         json={"unit": "agent-7", "variables": {"question": "Sky colour?"}},
         headers=api.auth("operator"),
     )
@@ -287,3 +292,31 @@ async def test_complete_resolves_exposes_and_runs_the_variant_on_the_model(api: 
         path, json={"unit": "agent-7", "variables": {}}, headers=api.auth("operator")
     )
     assert missing.status_code == 400 and problem_fields(missing) == ["variables"]
+
+
+async def test_exposures_and_outcomes_after_the_conclusion_are_not_counted(api: Api) -> None:
+    """A resolve that read the experiment running just before it was concluded records
+    its exposure after ``Concluded``; the results count only what came before it, and a
+    rebuild gives the same (the projection applies the log in order)."""
+    prompt_id = await role_with_two_versions(api)
+    experiment_id = (await start(api, definition(prompt_id)))["id"]
+    await resolve(api, "early")
+    assert (await outcome(api, experiment_id, "early", 1)).status_code == 200
+    app = api.client.app.state.contexts.assistant
+    experiment = app.get_experiment(uuid.UUID(experiment_id))
+    done = await api.client.post(
+        f"{EXPERIMENTS}/{experiment_id}/conclude",
+        json={"winner": 0, "reason": "enough"},
+        headers=api.auth("admin"),
+    )
+    assert done.status_code == 200, done.text
+    # what a resolve racing the conclusion does: the exposure lands after it
+    recorded, position = app.expose(experiment_id, experiment.definition, "late")
+    assert recorded is True
+    again, _ = app.expose(experiment_id, experiment.definition, "late")
+    assert again is False  # once per unit, whatever the experiment's state
+    shown = await read(api, f"{EXPERIMENTS}/{experiment_id}/results", f"assistant:{position}")
+    assert shown.json()["units"] == 1
+    assert [v["n"] for v in shown.json()["variants"]] in ([1, 0], [0, 1])
+    late = await outcome(api, experiment_id, "early", 1)
+    assert late.status_code == 409 and "concluded" in late.json()["detail"]
