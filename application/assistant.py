@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar, cast
 from uuid import UUID
@@ -96,6 +97,7 @@ from domain.assistant.prompts import (
     FieldError,
     ModelSettings,
     PromptContent,
+    canonical_overrides,
     check_templates,
     content_hash,
     invalid_fields,
@@ -915,31 +917,35 @@ class AssistantApplication(ContextApplication):
         winner: int,
         reason: str,
         *,
+        registry: RegistryApplication,
         expected_version: int | None = None,
         idem: Idempotency | None = None,
         respond: Callable[[Experiment, bool], Response],
     ) -> CommandResult[StoredResponse]:
-        """Conclude: assignment stops and the winner's version becomes ``production`` (and
-        the role runs the winner's prompt), all in one transaction. Concluding again with
-        the same winner is a no-op."""
+        """Conclude: assignment stops and what won becomes ``production`` (and the role
+        runs the winner's prompt), all in one transaction. A winner that ran with settings
+        of its own becomes a new version first (``_winning_version``). Concluding again
+        with the same winner is a no-op."""
         replay = self.idempotent_replay(idem)
         if replay is not None:
             return replay
         experiment = self.get_experiment(experiment_id)
         if experiment.running:  # a retry of a conclusion that happened is no conflict
             self.check_expected_version(experiment, expected_version)
-        if not experiment.conclude(winner, reason):
+        if not experiment.concluding(winner):
             position = self.recorder.max_notification_id() or 0
             return CommandResult(self.name, position, StoredResponse(*respond(experiment, False)))
         chosen = experiment.definition.variants[winner]
         why = f"experiment {experiment.id} concluded: {reason}".strip()
+        prompt = self.get_prompt(UUID(chosen.prompt_id))
+        production = self._winning_version(prompt, experiment, winner, registry)
+        experiment.conclude(winner, reason, production)
         changed: list[Aggregate] = [experiment]
         slot = self._slot(experiment.role)
         if slot is not None:
             slot.free(str(experiment.id))
             changed.append(slot)
-        prompt = self.get_prompt(UUID(chosen.prompt_id))
-        if prompt.move_label("production", chosen.prompt_version, why):
+        if prompt.move_label("production", production, why) or production != chosen.prompt_version:
             changed.append(prompt)
         config = self.get_config()
         role = config.get_role(experiment.role) if config is not None else None
@@ -952,6 +958,57 @@ class AssistantApplication(ContextApplication):
             lambda: respond(experiment, True),
             lambda: self.version_conflict(experiment.id, expected_version),
         )
+
+    def _winning_version(
+        self,
+        prompt: Prompt,
+        experiment: Experiment,
+        winner: int,
+        registry: RegistryApplication,
+    ) -> int:
+        """The version production should run for ``winner``: its own version when it ran
+        with that version's settings; else a new version of the prompt (committed on
+        ``prompt``, saved with the conclusion) whose overrides include the variant's
+        settings, checked against the model's context length as it is now."""
+        chosen = experiment.definition.variants[winner]
+        version = prompt.get_version(chosen.prompt_version)
+        overrides = canonical_overrides({**version.content.overrides, **chosen.settings})
+        if overrides == canonical_overrides(version.content.overrides):
+            return chosen.prompt_version
+        role = self._role_of(prompt)
+        resolved = self.resolve_model(version.model or role.model, registry, "model")
+        if isinstance(resolved, FieldError):
+            raise ConflictError(
+                f"the winner's model cannot run now ({resolved.message}): "
+                "the winner's settings cannot become a version"
+            )
+        made, _ = prompt.commit(
+            replace(version.content, overrides=overrides),
+            model=version.model,
+            runs_on=resolved.runs_on(),
+            limit=resolved.context_length,
+            message=f"experiment {experiment.id}: variant {winner} (version "
+            f"{chosen.prompt_version} with the settings {', '.join(sorted(chosen.settings))} "
+            "it won with)",
+        )
+        return made.number
+
+
+def _over_limit(max_tokens: int, resolved: ResolvedModel) -> str | None:
+    """Why ``max_tokens`` cannot run on the model as it resolves now (None: it can).
+    Checked when settings are saved, it is checked again when they run: a registry
+    reference (``@production``) may name another version since, with a shorter context."""
+    if max_tokens <= resolved.context_length:
+        return None
+    where = (
+        f"{resolved.registry_model_name} version {resolved.registry_version}"
+        if resolved.registry_version is not None
+        else resolved.ref
+    )
+    return (
+        f"max_tokens {max_tokens} is over the context length {resolved.context_length} of "
+        f"{where}, which the model reference {resolved.ref!r} names now"
+    )
 
 
 def _about_current(error: FieldError, current: str, is_current: bool) -> FieldError:

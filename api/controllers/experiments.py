@@ -407,21 +407,23 @@ class ExperimentController(Controller):
     ) -> Response[ConclusionOut]:
         """Conclude with a winner (admins: it moves ``production``): assignment stops, the
         winner's version becomes the production version of its prompt and the role runs
-        that prompt, in one transaction. Again with the same winner: 200, nothing new."""
+        that prompt, in one transaction; a winner that ran with settings of its own is
+        first made a new version with them (``prompt_version`` names what production runs
+        now). Again with the same winner: 200, nothing new."""
         data = await strict_body(request, ConcludeIn) or data
         require_admin(request, "concluding an experiment (it moves production)")
         expected = expected_version(request, data.expected_version)
         idem = await idempotency(request, idempotency_key)
 
         def respond(experiment: Experiment, changed: bool) -> CommandResponse:
-            assert experiment.winner is not None
+            assert experiment.winner is not None and experiment.production_version is not None
             chosen = experiment.definition.variants[experiment.winner]
             out = ConclusionOut(
                 id=experiment.id,
                 status=experiment.status,
                 winner=experiment.winner,
                 prompt_id=chosen.prompt_id,
-                prompt_version=chosen.prompt_version,
+                prompt_version=experiment.production_version,
                 reason=experiment.conclusion or "",
                 changed=changed,
                 version=experiment.version,
@@ -434,6 +436,7 @@ class ExperimentController(Controller):
                 experiment_id,
                 data.winner,
                 data.reason,
+                registry=contexts.registry,
                 expected_version=expected,
                 idem=idem,
                 respond=respond,

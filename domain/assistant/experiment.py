@@ -7,8 +7,9 @@ this module records an experiment's life as events:
   their prompt versions, settings overrides and weights, unit kind, metric, min_sample and
   the salt drawn at creation), and why. The definition never changes afterwards: changing
   the salt or a weight would move units between variants.
-- ``Concluded``: the winner (a variant index) and why; assignment stops. Concluding again
-  with the same winner records nothing; with another winner it is a conflict.
+- ``Concluded``: the winner (a variant index), the version production runs from then on,
+  and why; assignment stops. Concluding again with the same winner records nothing; with
+  another winner it is a conflict.
 
 A unit's exposure and its outcomes are not events of the experiment but of an
 ``Exposure`` (one per experiment and unit, its id ``uuid5`` of both): a busy experiment
@@ -83,12 +84,14 @@ class Experiment(Aggregate):
     class Concluded(Aggregate.Event):
         winner: int
         prompt_id: str
-        prompt_version: int
+        prompt_version: int  # the winner's version, as the experiment ran it
+        production_version: int  # what production runs now (see ``conclude``)
         reason: str
 
         def apply(self, aggregate: Experiment) -> None:
             aggregate.status = CONCLUDED
             aggregate.winner = self.winner
+            aggregate.production_version = self.production_version
             aggregate.conclusion = self.reason
 
     def __init__(self, definition: dict[str, Any], reason: str, meta: EventMeta) -> None:
@@ -97,6 +100,7 @@ class Experiment(Aggregate):
         self.started_by = meta.get("principal", "unknown")
         self.status = RUNNING
         self.winner: int | None = None
+        self.production_version: int | None = None
         self.conclusion: str | None = None
 
     @classmethod
@@ -115,8 +119,9 @@ class Experiment(Aggregate):
         if not self.running:
             raise ExperimentConflictError(f"experiment {self.id} is concluded: {what}")
 
-    def conclude(self, winner: int, reason: str) -> bool:
-        """Conclude with ``winner``; False (nothing recorded) when already concluded so."""
+    def concluding(self, winner: int) -> bool:
+        """Whether concluding with ``winner`` records anything: False when concluded so
+        already; 400 for an index that names no variant, 409 when another won."""
         count = len(self.definition.variants)
         if isinstance(winner, bool) or not isinstance(winner, int) or not 0 <= winner < count:
             raise invalid_fields(
@@ -128,12 +133,25 @@ class Experiment(Aggregate):
             raise ExperimentConflictError(
                 f"experiment {self.id} was concluded with variant {self.winner} as the winner"
             )
+        return True
+
+    def conclude(self, winner: int, reason: str, production_version: int | None = None) -> bool:
+        """Conclude with ``winner``; False (nothing recorded) when already concluded so.
+
+        ``production_version``: the version production runs from now on, when it is not
+        the winner's own: a winner that ran with settings of its own is made a new version
+        of the prompt with those settings in its overrides (the application commits it in
+        the same transaction), so production runs exactly what won.
+        """
+        if not self.concluding(winner):
+            return False
         chosen = self.definition.variants[winner]
         self.trigger_event(
             self.Concluded,
             winner=winner,
             prompt_id=chosen.prompt_id,
             prompt_version=chosen.prompt_version,
+            production_version=production_version or chosen.prompt_version,
             reason=reason,
         )
         return True

@@ -132,6 +132,7 @@ async def test_an_experiment_from_start_to_conclusion(api: Api) -> None:
     for unit in units:
         variants[unit] = (await resolve(api, unit))["variant"]
     share = sum(1 for v in variants.values() if v == 1) / len(units)
+    treated = await resolve(api, next(u for u in units if variants[u] == 1))
     assert 0.4 < share < 0.6  # 4 standard errors of a 50/50 split of 400
 
     # outcomes: variant 1 converts far better
@@ -186,12 +187,22 @@ async def test_an_experiment_from_start_to_conclusion(api: Api) -> None:
         conclude, json=winner, headers={**api.auth("admin"), "If-Match": etag}
     )
     assert done.status_code == 200, done.text
-    assert done.json()["changed"] is True and done.json()["prompt_version"] == 2
+    # variant 1 (version 2) won with a setting of its own (max_tokens 64): production
+    # runs exactly that, as a new version 3 whose overrides include it
+    assert done.json()["changed"] is True and done.json()["prompt_version"] == 3
     after = await resolve(api, "user-0")
-    assert (after["source"], after["prompt_version"]) == ("production", 2)
+    assert (after["source"], after["prompt_version"]) == ("production", 3)
     assert after["experiment_id"] is None and after["exposure_recorded"] is False
+    assert after["settings"] == treated["settings"]  # what the winner ran with
     prompt = await read(api, f"{PROMPTS}/{prompt_id}", done.headers["aimm-position"])
-    assert prompt.json()["labels"]["production"] == 2
+    assert prompt.json()["labels"]["production"] == 3
+    made = await read(api, f"{PROMPTS}/{prompt_id}/versions/3", done.headers["aimm-position"])
+    assert made.json()["overrides"] == {"temperature": 0.2, "max_tokens": 64}
+    assert experiment_id in made.json()["message"]
+    diff = await read(
+        api, f"{PROMPTS}/{prompt_id}/diff", done.headers["aimm-position"], **{"from": 2, "to": 3}
+    )
+    assert [c["name"] for c in diff.json()["settings_changed"]] == ["max_tokens"]
     count = await events(api)
     repeated = await api.client.post(
         conclude, json=winner, headers={**api.auth("admin"), "If-Match": etag}
