@@ -211,12 +211,23 @@ class RunningPrompt(Struct):
     version: int | None
 
 
+class FieldWarning(Struct):
+    """Allowed but worth a look: a declared variable neither template uses; a role's
+    ``max_tokens`` over the context length of the model its reference names now."""
+
+    field: str
+    message: str
+
+
 class RegistryTarget(Struct):
     """The registry version a registry reference names (now, or at ``as_of``)."""
 
     model_id: UUID
     model_name: str
     version: int
+    # the version's ``parameters.context_length`` (None: it states none; the provider's
+    # model then decides, checked when the role runs)
+    context_length: int | None = None
 
 
 class RoleOut(Struct, kw_only=True):
@@ -232,6 +243,7 @@ class RoleOut(Struct, kw_only=True):
     updated_by: str
     prompt: RunningPrompt | None = None
     registry_model: RegistryTarget | None = None
+    warnings: list[FieldWarning] = []
 
 
 class RoleDetail(RoleOut, kw_only=True):
@@ -316,13 +328,6 @@ class RunsOn(Struct):
     context_length: int
 
 
-class TemplateWarning(Struct):
-    """Allowed but worth a look: a declared variable neither template uses."""
-
-    field: str
-    message: str
-
-
 class PromptVersionOut(Struct, kw_only=True):
     """A version; ``aggregate_version`` is the prompt's version (the ETag), ``version``
     the version's number."""
@@ -341,7 +346,7 @@ class PromptVersionOut(Struct, kw_only=True):
     created_at: datetime
     created_by: str
     labels: list[str]
-    warnings: list[TemplateWarning] = []
+    warnings: list[FieldWarning] = []
 
 
 class PromptVersionDetail(PromptVersionOut, kw_only=True):

@@ -18,6 +18,7 @@ from api.assistant_schemas import (
     ConfigChanged,
     ConfigOut,
     FieldChange,
+    FieldWarning,
     LabelResult,
     ModelChange,
     PromptDetail,
@@ -36,12 +37,11 @@ from api.assistant_schemas import (
     RunsOn,
     SettingChangeOut,
     SettingsOut,
-    TemplateWarning,
     VersionSummary,
 )
 from application.assistant import effective_settings
 from domain.assistant.config import AssistantConfig, Role
-from domain.assistant.models import ModelRef, parse_model_ref
+from domain.assistant.models import ModelRef, parse_model_ref, stated_context_length
 from domain.assistant.prompt import Prompt, PromptVersion
 from domain.assistant.prompt_runs import PromptTestRun
 from domain.assistant.prompts import (
@@ -86,6 +86,7 @@ def role_out(role: Role, **extra: Any) -> RoleOut:
         created_by=role.created_by,
         updated_at=datetime.fromisoformat(role.updated_at),
         updated_by=role.updated_by,
+        warnings=settings_warnings(role.settings.as_dict(), extra.get("registry_model")),
         **extra,
     )
 
@@ -101,17 +102,19 @@ def config_changed(shown: ConfigOut, changed: Sequence[str]) -> ConfigChanged:
 
 
 def _role_from_row(row: Any, **extra: Any) -> RoleOut:
+    settings = _json(row["settings"])
     return RoleOut(
         role=row["role"],
         name=row["name"],
         description=row["description"],
         model=row["model"],
-        settings=settings_out(_json(row["settings"])),
+        settings=settings_out(settings),
         prompt_id=row["prompt_id"],
         created_at=row["created_at"],
         created_by=row["created_by"],
         updated_at=row["updated_at"],
         updated_by=row["updated_by"],
+        warnings=settings_warnings(settings, extra.get("registry_model")),
         **extra,
     )
 
@@ -130,7 +133,34 @@ def _target(model: str, found: Mapping[str, Any]) -> RegistryTarget | None:
     number = ref.version if ref.environment is None else _json(row["active"]).get(ref.environment)
     if number is None or number not in row["versions"]:
         return None
-    return RegistryTarget(model_id=row["id"], model_name=row["name"], version=number)
+    lengths = _json(row["context_lengths"]) or {}
+    return RegistryTarget(
+        model_id=row["id"],
+        model_name=row["name"],
+        version=number,
+        context_length=stated_context_length({"context_length": lengths.get(str(number))}),
+    )
+
+
+def settings_warnings(
+    settings: Mapping[str, Any], target: RegistryTarget | None
+) -> list[FieldWarning]:
+    """A role's ``max_tokens`` over the context length of the registry version its
+    reference names now: allowed when the role was saved, it may no longer be once
+    another version is deployed (the role's calls are refused until it is lowered)."""
+    if target is None or target.context_length is None:
+        return []
+    limit = target.context_length
+    if settings["max_tokens"] <= limit:
+        return []
+    return [
+        FieldWarning(
+            "settings.max_tokens",
+            f"{settings['max_tokens']} is over the context length {limit} of "
+            f"{target.model_name} version {target.version}, which the role's model names "
+            "now: completions and tests of the role are refused until it is lowered",
+        )
+    ]
 
 
 def _running(prompt_id: UUID | None, prompts: Mapping[UUID, Any]) -> RunningPrompt | None:
@@ -291,7 +321,7 @@ def version_out(prompt: Prompt, version: PromptVersion) -> PromptVersionOut:
         created_by=version.created_by,
         labels=prompt.labels_of(version.number),
         warnings=[
-            TemplateWarning(w.field, w.message)
+            FieldWarning(w.field, w.message)
             for w in template_warnings(
                 content.system_template, content.user_template, content.variables
             )
@@ -334,7 +364,7 @@ async def version_detail_from_read_models(
         created_by=row["created_by"],
         labels=_labels_of(_json(prompt["labels"]), number),
         warnings=[
-            TemplateWarning(w.field, w.message)
+            FieldWarning(w.field, w.message)
             for w in template_warnings(
                 content.system_template, content.user_template, content.variables
             )

@@ -649,6 +649,10 @@ class AssistantApplication(ContextApplication):
             errors += [p for p in problems if p not in errors]
             return None
         effective = merge(merge(role.settings, content.overrides), settings)
+        over = _over_limit(effective.max_tokens, resolved)
+        if over is not None:
+            errors.append(FieldError("settings.max_tokens", f"{over}: lower it for this test"))
+            return None
         return {
             "draft": where == "draft",
             "model": ref,
@@ -841,6 +845,9 @@ class AssistantApplication(ContextApplication):
         if resolved.provider is None or resolved.provider_model is None:
             raise ConflictError(f"the model {ref!r} names no provider model to call")
         s = resolution["settings"]
+        over = _over_limit(s["max_tokens"], resolved)
+        if over is not None:
+            raise ConflictError(f"{over}: lower the role's max_tokens")
         completion = self.providers[resolved.provider].complete(
             CompletionRequest(
                 system=messages[0],
@@ -1057,7 +1064,12 @@ def registry_target(
     number = ref.version if ref.environment is None else model.active.get(ref.environment)
     if number is None or number not in model.versions:
         return None
-    return {"model_id": str(model.id), "model_name": model.name, "version": number}
+    return {
+        "model_id": str(model.id),
+        "model_name": model.name,
+        "version": number,
+        "context_length": stated_context_length(model.versions[number].parameters),
+    }
 
 
 def effective_settings(role: ModelSettings, overrides: Mapping[str, Any]) -> ModelSettings:

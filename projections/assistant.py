@@ -680,10 +680,13 @@ async def registry_targets(
     conn: asyncpg.Connection, names_or_ids: Sequence[str]
 ) -> dict[str, asyncpg.Record]:
     """Registry LLM models by the ids or names references use, with their active version
-    per environment (``active``) and version numbers, from the registry's read models."""
+    per environment (``active``), version numbers and each version's stated
+    ``parameters.context_length`` (``context_lengths``), from the registry's read models."""
     rows = await conn.fetch(
         "SELECT m.id, m.name, m.active, ARRAY(SELECT v.version FROM rm_model_versions v "
-        "WHERE v.model_id = m.id) AS versions FROM rm_models m "
+        "WHERE v.model_id = m.id) AS versions, (SELECT jsonb_object_agg(v.version, "
+        "v.parameters->'context_length') FROM rm_model_versions v WHERE v.model_id = m.id) "
+        "AS context_lengths FROM rm_models m "
         "WHERE m.kind = 'llm' AND (m.name = ANY($1::text[]) OR m.id::text = ANY($1::text[]))",
         list(names_or_ids),
     )

@@ -568,7 +568,7 @@ async def test_a_prompt_version_names_the_registry_version_it_runs_on_in_the_lin
         api, "chat", model="registry:chat-llm@production", settings={"max_tokens": 6000}
     )
     shown = await read(api, f"{ROLES}/chat", added.headers["Aimm-Position"])
-    target = {"model_id": model_id, "model_name": "chat-llm", "version": 2}
+    target = {"model_id": model_id, "model_name": "chat-llm", "version": 2, "context_length": 8192}
     assert shown.json()["registry_model"] == added.json()["registry_model"] == target
     prompt_id = await new_prompt(api, "chat")
     committed = await commit(api, prompt_id, version_body("Be helpful."))
@@ -648,7 +648,13 @@ async def test_a_rebuild_from_zero_gives_the_read_models_the_projector_built(api
     )
     assert experiment.status_code == 201, experiment.text
     resolved = await api.client.get(
-        f"{BASE}/resolve", params={"role": "risk-analyst", "unit": "u1"}, headers=api.auth()
+        f"{BASE}/resolve",
+        params={
+            "role": "risk-analyst",
+            "unit": "u1",
+            "wait_for": experiment.headers["Aimm-Position"],
+        },
+        headers=api.auth(),
     )
     assert resolved.status_code == 200, resolved.text
     outcome = await api.client.post(
