@@ -55,7 +55,7 @@ from litestar.typing import FieldDefinition
 from msgspec import Struct
 
 from api.consistency import WAIT_TIMEOUT, reached
-from api.errors import PROBLEM_JSON, TITLES, ProblemError
+from api.errors import PROBLEM_JSON, TITLES, ProblemError, path_field
 
 T = TypeVar("T")
 
@@ -386,7 +386,7 @@ async def strict_body(request: Request[Any, Any, Any], kind: type[S]) -> S | Non
         return msgspec.convert(_integral(msgspec.json.decode(raw)), kind, strict=True)
     except msgspec.ValidationError as exc:
         text = str(exc)
-        field = text.rpartition("at `$.")[2].rstrip("`") if "at `$." in text else "body"
+        field = path_field(text) or "body"
         raise ProblemError(
             400,
             f"the body is malformed: {text}",

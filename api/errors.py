@@ -7,7 +7,9 @@ is a bug: logged with its traceback, answered 500 without internals.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 from typing import Any
 
 import asyncpg
@@ -26,6 +28,7 @@ from litestar.status_codes import (
     HTTP_422_UNPROCESSABLE_ENTITY,
     HTTP_500_INTERNAL_SERVER_ERROR,
 )
+from litestar.utils.scope.state import ScopeState
 
 from domain.errors import (
     ConflictError,
@@ -105,14 +108,56 @@ def _validation_fields(exc: ValidationException) -> list[dict[str, str]]:
     return fields
 
 
+def path_field(message: str) -> str | None:
+    """The body field a decoder's message points at (msgspec ends one with
+    ``at `$.a.b[0]```: ``a.b[0]``), or None when it names none."""
+    if "at `$." not in message:
+        return None
+    return message.rpartition("at `$.")[2].rstrip("`") or None
+
+
+def _non_finite(value: Any, path: str = "") -> list[str]:
+    """The paths (``a.b[0]``) of the numbers in a decoded document that are not finite."""
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [path or "body"]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _non_finite(v, f"{path}.{k}".lstrip("."))]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _non_finite(v, f"{path}[{i}]")]
+    return []
+
+
+def _refused_numbers(request: Request[Any, Any, Any]) -> list[dict[str, str]]:
+    """The fields of a refused body that hold a number JSON cannot carry (``1e999``,
+    ``NaN``, ``Infinity``): the decoder stops at them without naming the field, so the
+    body (read already, kept in the request's scope) is read again by a lenient parser
+    that takes them as infinite or NaN floats."""
+    body = ScopeState.from_scope(request.scope).body
+    if not isinstance(body, bytes) or not body:
+        return []
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return []
+    message = "must be a finite number (JSON has no infinite or NaN numbers)"
+    return [{"field": f, "source": "body", "message": message} for f in _non_finite(document)]
+
+
 def on_validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
-    fields = _validation_fields(exc)
+    fields = _validation_fields(exc) or _refused_numbers(request)
+    named = path_field(str(exc.detail)) if not fields else None
+    if named is not None:  # a body the decoder refused at a field it names
+        fields = [{"field": named, "source": "body", "message": str(exc.detail)}]
     detail = "; ".join(f"{f['field']}: {f['message']}" for f in fields) or str(exc.detail)
     return problem(request, HTTP_400_BAD_REQUEST, detail, errors=fields)
 
 
 def on_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     extra = exc.extra if isinstance(exc.extra, dict) else {}
+    if exc.status_code == HTTP_400_BAD_REQUEST and "errors" not in extra:
+        refused = _refused_numbers(request)  # a body the framework could not decode
+        if refused:
+            extra = {**extra, "errors": refused}
     headers = dict(exc.headers or {})
     if isinstance(exc, NotAuthorizedException):
         headers.setdefault("WWW-Authenticate", 'Bearer realm="aimm"')
@@ -139,7 +184,9 @@ def on_domain(request: Request[Any, Any, Any], exc: DomainError) -> Response[Any
         errors = [{"source": "body", **error} for error in exc.errors]  # FieldError
         return problem(request, HTTP_400_BAD_REQUEST, str(exc), errors=errors)
     if isinstance(exc, ConflictError):
-        return problem(request, HTTP_409_CONFLICT, str(exc))
+        # a rule may name what conflicts (the production gate: the version and the suite)
+        extra = getattr(exc, "problem_extra", None) or {}
+        return problem(request, HTTP_409_CONFLICT, str(exc), **extra)
     if isinstance(exc, IdempotencyKeyReusedError):
         return problem(request, HTTP_422_UNPROCESSABLE_ENTITY, str(exc))
     # a rule may name the figures a client needs to fix its request (bars needed, …)
