@@ -29,6 +29,7 @@ from api.controllers.ml import DatasetController, JobController
 from api.controllers.model_versions import ModelVersionController
 from api.controllers.models import ModelController
 from api.controllers.predictions import PredictionController
+from api.controllers.prompt_suites import PromptSuiteController
 from api.controllers.prompt_tests import PromptTestController
 from api.controllers.prompts import PromptController
 from api.errors import EXCEPTION_HANDLERS
@@ -60,6 +61,7 @@ ROUTES: list[Any] = [
     PredictionController,
     PromptController,
     PromptTestController,
+    PromptSuiteController,
 ]
 
 

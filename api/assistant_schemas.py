@@ -21,7 +21,7 @@ from api.schemas import LongText, ShortText
 from domain.assistant.config import ROLE_KEY_PATTERN
 from domain.assistant.models import MAX_TOKENS_BOUND, MODEL_REF_PATTERN
 from domain.assistant.prompt import PROMPT_NAME_PATTERN
-from domain.assistant.prompt_runs import MAX_ASSERTIONS, MAX_INPUTS, MAX_VERSIONS
+from domain.assistant.prompt_runs import MAX_ASSERTIONS, MAX_VERSIONS
 from domain.assistant.prompts import (
     ASSERTION_KINDS,
     MAX_STOP_SEQUENCES,
@@ -29,6 +29,7 @@ from domain.assistant.prompts import (
     SEED_RANGE,
     TEMPERATURE_RANGE,
 )
+from domain.assistant.suites import MAX_SUITE_INPUTS
 
 MAX_VERSION = 2**31 - 1  # version numbers are PostgreSQL integers in the read models
 LABEL_PATTERN = r"^(?!latest$)[a-z][a-z0-9_-]{0,31}$"  # domain.assistant.prompts: LABEL_NAME
@@ -73,6 +74,14 @@ Reason = Annotated[str, Meta(max_length=1000)]
 Why = Annotated[str, Meta(min_length=1, max_length=1000)]
 VersionNumber = Annotated[int, Meta(ge=1, le=MAX_VERSION)]
 Label = Annotated[str, _documented(pattern=LABEL_PATTERN)]
+RequireSuitePass = Annotated[
+    bool,
+    Meta(
+        description="moving `production` of the role's prompts to a version needs the latest "
+        "run of the prompt's saved test suite against that version to have passed every case "
+        "(and run the suite as it is now): 409 otherwise"
+    ),
+]
 
 
 # -- requests -----------------------------------------------------------------------------
@@ -102,6 +111,7 @@ class RoleCreate(Struct, forbid_unknown_fields=True):
     settings: SettingsIn = msgspec.field(default_factory=SettingsIn)
     reason: Reason = ""
     expected_version: VersionNumber | None = None
+    require_suite_pass: RequireSuitePass = False
 
 
 class RoleChange(Struct, forbid_unknown_fields=True):
@@ -111,6 +121,7 @@ class RoleChange(Struct, forbid_unknown_fields=True):
     model: ModelRefText | UnsetType = UNSET
     settings: SettingsIn = msgspec.field(default_factory=SettingsIn)
     prompt_id: UUID | UnsetType | None = UNSET
+    require_suite_pass: RequireSuitePass | UnsetType = UNSET
 
 
 class ConfigUpdate(Struct, forbid_unknown_fields=True):
@@ -181,14 +192,16 @@ VersionOrLabel = (
 
 class PromptTestIn(Struct, forbid_unknown_fields=True):
     """Run versions (numbers, labels or ``latest``) and/or a draft against sample inputs:
-    at most 20 cases (versions × inputs) per run."""
+    up to 20 cases (versions × inputs) run at once (201); more, up to 500, or ``job``
+    true, are a job run by a worker (202)."""
 
-    inputs: Annotated[list[TestInput], Meta(min_length=1, max_length=MAX_INPUTS)]
+    inputs: Annotated[list[TestInput], Meta(min_length=1, max_length=MAX_SUITE_INPUTS)]
     versions: Annotated[list[VersionOrLabel], Meta(max_length=MAX_VERSIONS)] = []
     draft: TestDraft | None = None
     assertions: Annotated[list[AssertionIn], Meta(max_length=MAX_ASSERTIONS)] = []
     settings: SettingsIn = msgspec.field(default_factory=SettingsIn)
     reason: Reason = ""
+    job: bool = False
 
 
 # -- responses ----------------------------------------------------------------------------
@@ -241,6 +254,7 @@ class RoleOut(Struct, kw_only=True):
     created_by: str
     updated_at: datetime
     updated_by: str
+    require_suite_pass: bool = False
     prompt: RunningPrompt | None = None
     registry_model: RegistryTarget | None = None
     warnings: list[FieldWarning] = []

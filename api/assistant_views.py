@@ -86,6 +86,7 @@ def role_out(role: Role, **extra: Any) -> RoleOut:
         created_by=role.created_by,
         updated_at=datetime.fromisoformat(role.updated_at),
         updated_by=role.updated_by,
+        require_suite_pass=role.require_suite_pass,
         warnings=settings_warnings(role.settings.as_dict(), extra.get("registry_model")),
         **extra,
     )
@@ -114,6 +115,7 @@ def _role_from_row(row: Any, **extra: Any) -> RoleOut:
         created_by=row["created_by"],
         updated_at=row["updated_at"],
         updated_by=row["updated_by"],
+        require_suite_pass=row["require_suite_pass"],
         warnings=settings_warnings(settings, extra.get("registry_model")),
         **extra,
     )

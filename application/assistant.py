@@ -24,7 +24,9 @@ A **prompt test run** (F11.4.3, ``run_prompt_test``) renders versions of a promp
 unsaved draft) with sample inputs, calls each one's model through its provider (in the
 caller's worker thread: the API runs commands off the event loop), checks the
 assertions and records the whole run as one ``PromptTestRun`` aggregate; a provider
-failure (``LLMError``) propagates and nothing is recorded.
+failure (``LLMError``) propagates and nothing is recorded. Saved suites, the production
+gate (``gated`` in ``move_label``/``rollback_label``) and runs too long to wait for (jobs)
+are ``application.assistant_suites.SuitesMixin``, a base of this class.
 
 **A/B experiments** (F11.4.5, ``domain.assistant.experiment``): ``start_experiment``
 checks the definition (``validate_definition``) and that every variant is a version of a
@@ -50,6 +52,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
+from application.assistant_suites import SuitesMixin
 from application.base import (
     CommandResult,
     ContextApplication,
@@ -105,6 +108,7 @@ from domain.assistant.prompts import (
     validate_assertions,
     validate_settings,
 )
+from domain.assistant.suites import PromptTestJob, check_case_bound, runs_as_job
 from domain.base import Aggregate
 from domain.claims import UniqueClaim, claim_id
 from domain.errors import (
@@ -123,7 +127,7 @@ def prompt_claim_value(role: str, name: str) -> str:
     return f"{role}/{name}"
 
 
-class AssistantApplication(ContextApplication):
+class AssistantApplication(SuitesMixin, ContextApplication):
     name = "assistant"
 
     def __init__(self, env: Mapping[str, str] | None = None, ports: Ports | None = None) -> None:
@@ -304,6 +308,7 @@ class AssistantApplication(ContextApplication):
         expected_version: int | None = None,
         idem: Idempotency | None = None,
         respond: Callable[[AssistantConfig, Role], Response],
+        require_suite_pass: bool = False,
     ) -> CommandResult[StoredResponse]:
         """Add a role running ``model`` with ``settings`` over the defaults (no prompt yet)."""
 
@@ -323,6 +328,7 @@ class AssistantApplication(ContextApplication):
                 settings=settings,
                 limit=limit,
                 reason=reason,
+                require_suite_pass=require_suite_pass,
             )
 
         return self._change_config(act, respond, expected_version, idem)
@@ -488,7 +494,7 @@ class AssistantApplication(ContextApplication):
     ) -> CommandResult[StoredResponse]:
         return self.change_prompt(
             prompt_id,
-            lambda p: p.move_label(label, version, reason),
+            lambda p: self.gated(p, label, p.move_label(label, version, reason)),
             respond,
             expected_version=expected_version,
             idem=idem,
@@ -507,7 +513,7 @@ class AssistantApplication(ContextApplication):
     ) -> CommandResult[StoredResponse]:
         return self.change_prompt(
             prompt_id,
-            lambda p: p.rollback(label, version, reason),
+            lambda p: self.gated(p, label, p.rollback(label, version, reason)),
             respond,
             expected_version=expected_version,
             idem=idem,
@@ -546,9 +552,14 @@ class AssistantApplication(ContextApplication):
         registry: RegistryApplication,
         idem: Idempotency | None = None,
         respond: Callable[[PromptTestRun], Response],
+        as_job: bool = False,
+        respond_job: Callable[[PromptTestJob], Response] | None = None,
+        suite: dict[str, Any] | None = None,
     ) -> CommandResult[StoredResponse]:
         """Run each version (a number, a label or ``latest``) and the draft against each
-        input and record the run; every bad field is named first (400), before any call."""
+        input and record the run; every bad field is named first (400), before any call.
+        With ``respond_job``, a run of more than ``SYNC_CASES`` cases (or ``as_job``) is
+        queued as a ``PromptTestJob`` instead (``assistant_suites``)."""
         replay = self.idempotent_replay(idem)
         if replay is not None:
             return replay
@@ -556,28 +567,21 @@ class AssistantApplication(ContextApplication):
         role = self._role_of(prompt)
         plan, errors = self._test_subjects(prompt, role, versions, draft, settings, registry)
         errors += validate_assertions(assertions)
-        errors += check_case_count(len(plan), len(inputs))
+        bound = check_case_count if respond_job is None else check_case_bound
+        errors += bound(len(plan), len(inputs))
         if errors:
             raise invalid_fields(errors)
         checks = [Assertion(a["kind"], a.get("value")) for a in assertions]
+        if respond_job is not None and runs_as_job(len(plan) * len(inputs), as_job):
+            args = (prompt, plan, inputs, checks, settings, reason, suite, idem)
+            return self.queue_test_job(*args, respond_job)
         cases = [
             self._run_case(subject, content, n, name, values, checks)
             for subject, content in plan
             for n, (name, values) in enumerate(inputs)
         ]
-        run = PromptTestRun.record(
-            prompt_id=str(prompt.id),
-            role=prompt.role,
-            subjects=[subject for subject, _ in plan],
-            inputs=[{"name": name, "values": dict(values)} for name, values in inputs],
-            assertions=[{"kind": c.kind, "value": c.value} for c in checks],
-            settings=dict(settings),
-            cases=cases,
-            reason=reason,
-        )
-        return self.save_command(
-            [run], idem, lambda: respond(run), lambda: ConflictError("the run was recorded twice")
-        )
+        args2 = (prompt, plan, inputs, checks, settings, cases, reason, suite, idem)
+        return self.record_test_run(*args2, respond)
 
     def _test_subjects(  # noqa: PLR0913
         self,
@@ -944,6 +948,9 @@ class AssistantApplication(ContextApplication):
             return CommandResult(self.name, position, StoredResponse(*respond(experiment, False)))
         chosen = experiment.definition.variants[winner]
         why = f"experiment {experiment.id} concluded: {reason}".strip()
+        # a role gated on its suite needs the winner's version to have passed it (a winner
+        # with settings of its own becomes a new version: the suite ran its templates)
+        self.check_production_gate(UUID(chosen.prompt_id), chosen.prompt_version)
         prompt = self.get_prompt(UUID(chosen.prompt_id))
         production = self._winning_version(prompt, experiment, winner, registry)
         experiment.conclude(winner, reason, production)

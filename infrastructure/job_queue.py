@@ -1,14 +1,14 @@
 """The job queue in PostgreSQL: leases claimed with ``FOR UPDATE SKIP LOCKED``.
 
 One queue for every kind of long work (``kind``: ``training`` runs, ``prediction``
-jobs), so one worker process serves them all and more workers scale them out.
+jobs, ``prompt_test`` jobs), so one worker process serves them all and more workers scale them out.
 Which jobs exist and whether they are queued is the log's business; the queue only
 holds *who works on what until when*. Workers fill it from the jobs read models
-(``rm_training_jobs``, ``rm_prediction_jobs``: jobs still queued or running, ``ON
-CONFLICT DO NOTHING``), so a job is enqueued even if the process that requested it
-died right after saving its event, and the table can be dropped at any time without
-losing a job. It is not a projection (rebuilding the read models must not forget
-leases), so it lives beside the key store.
+(``rm_training_jobs``, ``rm_prediction_jobs``, ``rm_prompt_test_jobs``: jobs still
+queued or running, ``ON CONFLICT DO NOTHING``), so a job is enqueued even if the
+process that requested it died right after saving its event, and the table can be
+dropped at any time without losing a job. It is not a projection (rebuilding the read
+models must not forget leases), so it lives beside the key store.
 
 A claim takes the oldest row that is queued or whose lease has expired, skipping rows
 another worker is claiming at that moment, and sets a lease of ``lease_seconds``; the
@@ -44,6 +44,7 @@ CREATE INDEX IF NOT EXISTS aimm_job_queue_claimable
 KINDS: dict[str, tuple[str, str]] = {
     "training": ("rm_training_jobs", "training_events"),
     "prediction": ("rm_prediction_jobs", "predictions_events"),
+    "prompt_test": ("rm_prompt_test_jobs", "assistant_events"),
 }
 
 

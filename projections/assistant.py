@@ -75,7 +75,8 @@ class AssistantViews:
                 created_by text NOT NULL,
                 updated_at timestamptz NOT NULL,
                 updated_by text NOT NULL,
-                config_version integer NOT NULL
+                config_version integer NOT NULL,
+                require_suite_pass boolean NOT NULL DEFAULT false
             )
             """,
         ),
@@ -275,8 +276,8 @@ def _role_added(out: OrderedWriter, t: Mapping[str, str], e: Event) -> None:
     _config(out, t, e)
     out.add(
         f"INSERT INTO {t['assistant_roles']} (role, name, description, model, settings, "
-        "prompt_id, created_at, created_by, updated_at, updated_by, config_version) "
-        "VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $7, $8, $9)",
+        "prompt_id, created_at, created_by, updated_at, updated_by, config_version, "
+        "require_suite_pass) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $7, $8, $9, $10)",
         d["role"],
         d["name"],
         d["description"],
@@ -286,8 +287,15 @@ def _role_added(out: OrderedWriter, t: Mapping[str, str], e: Event) -> None:
         e.timestamp,
         _by(e),
         e.version,
+        bool(d.get("require_suite_pass", False)),
     )
-    initial = {"model": d["model"], "prompt_id": d["prompt_id"], **d["settings"]}
+    gate = bool(d.get("require_suite_pass", False))
+    initial = {
+        "model": d["model"],
+        "prompt_id": d["prompt_id"],
+        "require_suite_pass": gate,
+        **d["settings"],
+    }
     _history(out, t, e, "added", {k: {"before": None, "after": v} for k, v in initial.items()})
 
 
@@ -297,12 +305,14 @@ def _role_changed(out: OrderedWriter, t: Mapping[str, str], e: Event) -> None:
     model = after.pop("model", None)
     prompt_changed = "prompt_id" in after
     prompt_id = after.pop("prompt_id", None)
+    gate = after.pop("require_suite_pass", None)
     _config(out, t, e)
     out.add(
         f"UPDATE {t['assistant_roles']} SET model = coalesce($2, model), "
         "settings = settings || $3::jsonb, "
         "prompt_id = CASE WHEN $4 THEN $5 ELSE prompt_id END, updated_at = $6, "
-        "updated_by = $7, config_version = $8 WHERE role = $1",
+        "updated_by = $7, config_version = $8, "
+        "require_suite_pass = coalesce($9, require_suite_pass) WHERE role = $1",
         d["role"],
         model,
         _jsonb(after),
@@ -311,6 +321,7 @@ def _role_changed(out: OrderedWriter, t: Mapping[str, str], e: Event) -> None:
         e.timestamp,
         _by(e),
         e.version,
+        gate,
     )
     _history(out, t, e, "changed", d["changes"])
 
@@ -528,7 +539,7 @@ _HANDLERS = {
 
 ROLE_COLUMNS = (
     "role, name, description, model, settings, prompt_id, created_at, created_by, "
-    "updated_at, updated_by, config_version"
+    "updated_at, updated_by, config_version, require_suite_pass"
 )
 PROMPT_COLUMNS = (
     "id, role, name, description, latest_version, labels, version, created_at, created_by, "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from projections.assistant import AssistantViews
+from projections.assistant_suites import AssistantSuiteViews
 from projections.audit import AuditIndex
 from projections.audit_chain import AuditChain
 from projections.base import Projection
@@ -25,6 +26,7 @@ def all_projections() -> list[Projection]:
         TrainingViews(),
         MemoryViews(),
         AssistantViews(),
+        AssistantSuiteViews(),
     ]
 
 

@@ -91,12 +91,15 @@ def run_relay() -> None:
     help="Also run the process manager scoring predictions when their actuals arrive.",
 )  # fmt: skip
 def run_worker(lease_seconds: float, max_attempts: int, registrar: bool, scorer: bool) -> None:
-    """Train models and make forecasts from the job queue until stopped; more workers
-    work on more jobs at once."""
+    """Train models, make forecasts and run long prompt tests from the job queue until
+    stopped; more workers work on more jobs at once."""
     import threading
 
+    from application.assistant import AssistantApplication
     from application.prediction_worker import PredictionJobs
     from application.predictions import PredictionsApplication
+    from application.prompt_test_worker import KIND as PROMPT_TEST
+    from application.prompt_test_worker import PromptTestJobs
     from application.registrar import run_registrar
     from application.scorer import run_scorer
     from application.training import TrainingApplication
@@ -108,6 +111,7 @@ def run_worker(lease_seconds: float, max_attempts: int, registrar: bool, scorer:
         forecast_engine,
         jax_trainer,
         job_queue,
+        llm_providers,
         pending_scores,
         postgres_ports,
     )
@@ -135,6 +139,8 @@ def run_worker(lease_seconds: float, max_attempts: int, registrar: bool, scorer:
             )
         training = TrainingApplication(env, ports)
         predictions = PredictionsApplication(env, ports)
+        # the LLM providers load nothing until a prompt test job needs a model
+        assistant = AssistantApplication(env, postgres_ports(llm_providers(settings)))
         try:
             queue = job_queue(training, lease_seconds)
             name = worker_name()
@@ -142,13 +148,16 @@ def run_worker(lease_seconds: float, max_attempts: int, registrar: bool, scorer:
                 predictions, training, queue, forecast_engine(), name=name,
                 max_attempts=max_attempts,
             )  # fmt: skip
+            prompt_tests = PromptTestJobs(assistant, queue, name=name, max_attempts=max_attempts)
             worker = TrainingWorker(
                 training, queue, jax_trainer, name=name, max_attempts=max_attempts,
-                handlers={"prediction": forecasts},
+                handlers={"prediction": forecasts, PROMPT_TEST: prompt_tests},
             )  # fmt: skip
             for thread in threads:
                 thread.start()
-            click.echo(f"worker {worker.name} is waiting for training and prediction jobs")
+            click.echo(
+                f"worker {worker.name} is waiting for training, prediction and prompt test jobs"
+            )
             worker.run(stopping)
         finally:
             stopping.set()
@@ -156,3 +165,4 @@ def run_worker(lease_seconds: float, max_attempts: int, registrar: bool, scorer:
                 thread.join()
             training.close()
             predictions.close()
+            assistant.close()

@@ -101,6 +101,9 @@ def _patches(data: ConfigUpdate) -> list[RolePatch]:
             prompt_id=KEEP
             if change.prompt_id is UNSET
             else (None if change.prompt_id is None else str(change.prompt_id)),
+            require_suite_pass=None
+            if change.require_suite_pass is UNSET
+            else bool(change.require_suite_pass),
         )
         for change in data.roles
     ]
@@ -156,6 +159,8 @@ class AssistantConfigController(Controller):
         data = await strict_body(request, ConfigUpdate) or data
         if any(change.prompt_id is not UNSET for change in data.roles):
             require_admin(request, "changing which prompt a role runs")
+        if any(change.require_suite_pass is not UNSET for change in data.roles):
+            require_admin(request, "changing a role's production gate (require_suite_pass)")
         expected = expected_version(request, data.expected_version)
         idem = await idempotency(request, idempotency_key)
 
@@ -213,6 +218,7 @@ class AssistantConfigController(Controller):
                 expected_version=expected,
                 idem=idem,
                 respond=respond,
+                require_suite_pass=data.require_suite_pass,
             ),
             location=lambda body: f"{BASE}/roles/{body['role']}",
             etag=lambda body: body.get("config_version"),

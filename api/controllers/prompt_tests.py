@@ -1,10 +1,12 @@
 """Prompt tests against sample inputs: /api/v1/ai-assistant/prompts/{id}/test(s) (F11.4.3).
 
 ``POST …/prompts/{id}/test`` runs versions of the prompt (numbers, labels or ``latest``)
-and/or an unsaved draft against 1–20 sample inputs (at most 20 cases), checks the
-assertions on every output and records the run as one ``PromptTestRun`` aggregate (201,
-``Location`` of the run). It is synchronous: the request waits for every completion, each
-made in a worker thread (the command runs in one), never on the event loop. Everything
+and/or an unsaved draft against sample inputs, checks the assertions on every output and
+records the run as one ``PromptTestRun`` aggregate (201, ``Location`` of the run). Up to
+20 cases it is synchronous: the request waits for every completion, each made in a worker
+thread (the command runs in one), never on the event loop. More cases (up to 500), or
+``job`` true, make a job (202, ``Location`` of the job: ``api.controllers.prompt_suites``)
+that a worker runs and records the same run from. Everything
 is checked before the first call (400 naming every bad field, 404 an unknown prompt), and
 a provider failure is a 503 with ``Retry-After``: nothing is recorded then.
 """
@@ -32,6 +34,7 @@ from api.contract import (
     snapshot,
     strict_body,
 )
+from api.controllers.prompt_suites import QUEUED_JOB, respond_job, run_or_job_location
 from api.controllers.prompts import PROMPTS, aggregate_version_of
 from api.errors import ProblemError
 from api.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor
@@ -53,7 +56,7 @@ class PromptTestController(Controller):
         guards=[WRITE],
         status_code=201,
         response_headers=CREATED_HEADERS,
-        responses=problems(404, 409, 422),
+        responses={202: QUEUED_JOB, **problems(404, 409, 422)},
     )
     async def run_test(
         self,
@@ -65,8 +68,9 @@ class PromptTestController(Controller):
     ) -> Response[PromptTestDetail]:
         """Run versions (numbers, labels, ``latest``) and/or a draft against sample inputs
         and record the run: per case the rendered messages, output, latency, tokens,
-        finish reason, model and assertion verdicts. At most 20 cases (versions × inputs);
-        503 with ``Retry-After`` when the model's provider fails (nothing recorded)."""
+        finish reason, model and assertion verdicts. More than 20 cases (versions × inputs,
+        at most 500) or ``job`` true: 202 with a job a worker runs; 503 with
+        ``Retry-After`` when the model's provider fails (nothing recorded)."""
         data = await strict_body(request, PromptTestIn) or data
         idem = await idempotency(request, idempotency_key)
         draft = (
@@ -97,8 +101,10 @@ class PromptTestController(Controller):
                     registry=contexts.registry,
                     idem=idem,
                     respond=respond,
+                    as_job=data.job,
+                    respond_job=respond_job,
                 ),
-                location=lambda body: f"{PROMPTS}/{prompt_id}/tests/{body['id']}",
+                location=run_or_job_location(prompt_id),
                 etag=aggregate_version_of,
             )
         except LLMError as exc:

@@ -8,9 +8,10 @@ conflict (409), which for a settings page is what the editor wants to hear.
 
 A role (``trading-assistant``) has a display name and description, a model reference
 (``domain.assistant.models``), ``ModelSettings`` and the prompt it runs (``prompt_id``,
-whose ``production`` version is what runs). Every change is an event naming each changed
-field with its value before and after, and the reason given: a role's history is the
-list of those events.
+whose ``production`` version is what runs). ``require_suite_pass`` (default false) gates
+its prompts' ``production`` label on their saved test suites (``domain.assistant.suites``).
+Every change is an event naming each changed field with its value before and after, and
+the reason given: a role's history is the list of those events.
 
 Checks needing I/O (resolving the model and its context length, the prompt belonging
 to the role) are the application's; :func:`check_role_settings` and
@@ -66,10 +67,16 @@ class Role:
     created_by: str
     updated_at: str
     updated_by: str
+    require_suite_pass: bool = False
 
     def values(self) -> dict[str, Any]:
         """The role's changeable fields by name, as events carry them."""
-        return {"model": self.model, "prompt_id": self.prompt_id, **self.settings.as_dict()}
+        return {
+            "model": self.model,
+            "prompt_id": self.prompt_id,
+            "require_suite_pass": self.require_suite_pass,
+            **self.settings.as_dict(),
+        }
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,7 @@ class RolePatch:
     model: str | None = None  # a new reference (None: unchanged; a role always has one)
     settings: Mapping[str, Any] = field(default_factory=dict)
     prompt_id: Any = KEEP  # str, None (runs no prompt) or KEEP
+    require_suite_pass: bool | None = None  # None: unchanged
 
 
 def check_role_key(key: object, field_name: str = "role") -> list[FieldError]:
@@ -130,6 +138,7 @@ class AssistantConfig(Aggregate):
         pass
 
     class RoleAdded(Aggregate.Event):
+        class_version = 2  # 2 added require_suite_pass
         role: str
         name: str
         description: str
@@ -137,6 +146,11 @@ class AssistantConfig(Aggregate):
         settings: dict[str, Any]
         prompt_id: str | None
         reason: str
+        require_suite_pass: bool
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["require_suite_pass"] = False
 
         def apply(self, aggregate: AssistantConfig) -> None:
             at, by = self.timestamp.isoformat(), self.meta.get("principal", "unknown")
@@ -151,6 +165,7 @@ class AssistantConfig(Aggregate):
                 created_by=by,
                 updated_at=at,
                 updated_by=by,
+                require_suite_pass=self.require_suite_pass,
             )
 
     class RoleChanged(Aggregate.Event):
@@ -163,6 +178,7 @@ class AssistantConfig(Aggregate):
             after = {name: change["after"] for name, change in self.changes.items()}
             role.model = after.pop("model", role.model)
             role.prompt_id = after.pop("prompt_id", role.prompt_id)
+            role.require_suite_pass = after.pop("require_suite_pass", role.require_suite_pass)
             if after:
                 role.settings = _settings({**role.settings.as_dict(), **after})
             role.updated_at = self.timestamp.isoformat()
@@ -189,6 +205,7 @@ class AssistantConfig(Aggregate):
         limit: int,
         prompt_id: str | None = None,
         reason: str = "",
+        require_suite_pass: bool = False,
     ) -> Role:
         """A new role with ``settings`` over the defaults; a taken key is a 409."""
         errors = check_role_key(key) + check_role_settings(settings, limit, "settings.")
@@ -205,6 +222,7 @@ class AssistantConfig(Aggregate):
             settings=settings_after(ModelSettings(), settings).as_dict(),
             prompt_id=prompt_id,
             reason=reason,
+            require_suite_pass=require_suite_pass,
         )
         return self.roles[key]
 
@@ -227,6 +245,8 @@ class AssistantConfig(Aggregate):
                 after["model"] = patch.model
             if patch.prompt_id is not KEEP:
                 after["prompt_id"] = patch.prompt_id
+            if patch.require_suite_pass is not None:
+                after["require_suite_pass"] = patch.require_suite_pass
             after.update(settings_after(role.settings, patch.settings).as_dict())
             changes = {
                 name: {"before": before[name], "after": after[name]}

@@ -9,9 +9,10 @@ input lacks a variable the templates use is a failed case with its ``error`` (th
 is not called for it). Who ran it and the correlation id are in ``meta``; why is
 ``reason``.
 
-The bounds are the synchronous form's: a run holds at most ``MAX_CASES`` cases, so a
-request waits for at most that many completions. Longer runs (saved suites, many inputs)
-are a later job-based extension.
+A request waits for at most ``MAX_CASES`` completions: a longer run is a job made by a
+worker (``domain.assistant.suites.PromptTestJob``), which records the same run when it
+ends. A run of a prompt's saved suite names it in ``suite`` (suite id, revision and
+hash; None for other runs; ``class_version`` 2 added it).
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class PromptTestRun(Aggregate):
     """One finished test run of a prompt; it never changes once recorded."""
 
     class Recorded(Aggregate.Created):
+        class_version = 2
         prompt_id: str
         role: str
         subjects: list[dict[str, Any]]
@@ -82,6 +84,11 @@ class PromptTestRun(Aggregate):
         settings: dict[str, Any]
         cases: list[dict[str, Any]]
         reason: str
+        suite: dict[str, Any] | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["suite"] = None
 
     def __init__(  # noqa: PLR0913
         self,
@@ -94,6 +101,7 @@ class PromptTestRun(Aggregate):
         cases: list[dict[str, Any]],
         reason: str,
         meta: EventMeta,
+        suite: dict[str, Any] | None = None,
     ) -> None:
         self.prompt_id = prompt_id
         self.role = role
@@ -103,6 +111,7 @@ class PromptTestRun(Aggregate):
         self.settings = settings
         self.cases = cases
         self.reason = reason
+        self.suite = suite
         self.created_by = meta.get("principal", "unknown")
         self.correlation_id = meta.get("correlation_id")
 
@@ -118,9 +127,13 @@ class PromptTestRun(Aggregate):
         settings: dict[str, Any],
         cases: list[dict[str, Any]],
         reason: str,
+        suite: dict[str, Any] | None = None,
+        id: Any = None,  # noqa: A002
     ) -> PromptTestRun:
         return cls._create(
             cls.Recorded,
+            id=id,
+            suite=suite,
             prompt_id=prompt_id,
             role=role,
             subjects=subjects,

@@ -66,8 +66,9 @@ EXCLUSIONS: list[Exclusion] = [
         "nothing is appended",
     ),
     Exclusion(
-        operations=r"^(PUT /api/v1/ai-assistant/(config|prompts/\{prompt_id\})|"
-        r"POST /api/v1/ai-assistant/(roles|prompts|prompts/\{prompt_id\}/test|experiments|"
+        operations=r"^(PUT /api/v1/ai-assistant/(config|prompts/\{prompt_id\}(/suite)?)|"
+        r"POST /api/v1/ai-assistant/(roles|prompts|prompts/\{prompt_id\}/(test|suite/run)|"
+        r"experiments|"
         r"experiments/\{experiment_id\}/(outcomes|conclude)|roles/\{role\}/complete))$",
         check="positive_data_acceptance",
         expected_statuses=(*POSITIVE, "400", "422"),
@@ -76,7 +77,8 @@ EXCLUSIONS: list[Exclusion] = [
         "context length of the model chosen, a model the providers or the registry do not "
         "have, a role or prompt that does not exist, a template using a variable it does "
         "not declare or a `{{` that opens no placeholder; a prompt test naming a version "
-        "or label the prompt does not have, or more than 20 cases (versions × inputs); an "
+        "or label the prompt does not have, or more than 500 cases (versions × inputs); a "
+        "suite's regex that does not compile or limit that is not positive; an "
         "experiment's variant that is no version of a prompt of the role, an outcome that "
         "is not 0 or 1 for a rate, a winner past the last variant, a variable a completion "
         "lacks",
@@ -100,10 +102,11 @@ EXCLUSIONS: list[Exclusion] = [
         "`needed`, a state of the predictions log, not of the query",
     ),
     Exclusion(
-        operations=r"^GET /api/v1/",
+        operations=r"^(GET /api/v1/|POST /api/v1/ai-assistant/roles/\{role\}/complete$)",
         check="not_a_server_error",
         expected_statuses=("1xx", "2xx", "3xx", "4xx", "503"),
-        reason="`wait_for` may name a position the read models have not reached (a "
+        reason="`wait_for` (on every query, and on `complete`, which resolves from the read "
+        "models) may name a position the read models have not reached (a "
         "generated one usually lies past the end of the log): the documented answer is 503 "
         "with `Retry-After` (at once past the end of the log, else after 5 s), a state of "
         "the system, not a fault",
