@@ -4,9 +4,9 @@ The training worker's claim loop (``application.worker``) hands a leased job of 
 ``prediction`` to :class:`PredictionJobs`, so the one worker process ``make run``
 starts serves both queues. For a job:
 
-1. The job's state in the log decides: an ended job is released; a job past
-   ``max_attempts`` (its earlier workers' leases expired) is failed with the reason;
-   otherwise ``Started`` is recorded with the attempt and why.
+1. The job's state in the log decides, as for every leased job
+   (``application.leased_jobs``): an ended job is released; a job past ``max_attempts``
+   is failed with the reason; otherwise ``Started`` is recorded with the attempt and why.
 2. The bars are read from the ticker's ``MarketData`` at the version the request
    pinned, up to the job's last cutoff: imports after the request change nothing.
    A registry model's artifact is read from the artifact store and checked against
@@ -26,20 +26,18 @@ starts serves both queues. For a job:
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import numpy as np
-from eventsourcing.persistence import IntegrityError
 
 from application.lease_heartbeat import LeaseHeartbeat
+from application.leased_jobs import LeasedJobs
 from application.ports import (
     ArtifactIntegrityError,
     Forecaster,
     ForecastError,
     ForecastRequest,
     JobQueue,
-    Lease,
     OriginForecast,
     PriceSeries,
     TrainedModel,
@@ -49,7 +47,6 @@ from application.run_recorder import Abandon
 from application.training import TrainingApplication
 from domain.artifacts import content_hash
 from domain.market_data import Bar
-from domain.metadata import acting_as
 from domain.predictions.forecasters import MLP_REGRESSOR, level_key
 from domain.predictions.prediction import Prediction, PredictionJob, expected_dates
 
@@ -113,8 +110,12 @@ def prediction_fields(job: PredictionJob, forecast: OriginForecast) -> dict[str,
     }
 
 
-class PredictionJobs:
+class PredictionJobs(LeasedJobs):
     """Runs one leased prediction job to its end (see the module)."""
+
+    label = "prediction-job"
+    doing = "while it forecast"
+    failures = (ForecastError,)
 
     def __init__(  # noqa: PLR0913
         self,
@@ -127,63 +128,26 @@ class PredictionJobs:
         max_attempts: int = 3,
         heartbeat_seconds: float = 1.0,
     ) -> None:
+        super().__init__(
+            predictions,
+            queue,
+            name=name,
+            max_attempts=max_attempts,
+            heartbeat_seconds=heartbeat_seconds,
+        )
         self.predictions = predictions
         self.training = training
-        self.queue = queue
         self.forecaster = forecaster
-        self.name = name
-        self.max_attempts = max_attempts
-        self.heartbeat_seconds = heartbeat_seconds
 
-    def __call__(self, lease: Lease) -> None:
-        with acting_as(f"worker:{self.name}", f"prediction-job:{lease.run_id}"):
-            try:
-                self._process(lease)
-            except Abandon as exc:
-                log.warning("worker %s abandons %s: %s", self.name, lease.run_id, exc)
-                return
-        self.queue.release(lease)
+    def load(self, job_id: Any) -> PredictionJob:
+        return self.predictions.get_job(job_id)
 
-    def _save(self, *aggregates: Any) -> None:
-        try:
-            self.predictions.save(*aggregates)
-        except IntegrityError:
-            raise Abandon("another worker wrote the job first") from None
+    def work(self, job: PredictionJob, attempt: int, beat: LeaseHeartbeat) -> None:
+        self._forecast(job, attempt, beat)
 
-    def _process(self, lease: Lease) -> None:
-        job = self.predictions.get_job(lease.run_id)
-        if job.finished:
-            return
-        if job.attempt >= self.max_attempts:
-            job.fail(
-                f"gave up after {job.attempt} attempt(s): the lease of worker {job.worker} "
-                "expired while it forecast (the worker stopped or was killed)",
-                job.attempt,
-            )
-            self._save(job)
-            return
-        attempt = job.attempt + 1
-        reason = (
-            "first attempt"
-            if job.attempt == 0
-            else f"restarted: the lease of worker {job.worker} expired during attempt {job.attempt}"
-        )
-        job.start(self.name, attempt, reason)
-        self._save(job)
-        started = time.monotonic()
-        with LeaseHeartbeat(self.queue, lease, self.heartbeat_seconds) as beat:
-            try:
-                self._forecast(job, attempt, beat)
-            except ForecastError as exc:
-                job = self.predictions.get_job(job.id)
-                if not job.finished and job.attempt == attempt:
-                    job.fail(str(exc), attempt)
-                    self._save(job)
-                return
-            if beat.lost.is_set():
-                raise Abandon("the lease was lost")
-            job.complete(attempt, round(time.monotonic() - started, 3))
-            self._save(job)
+    def finish(self, job: PredictionJob, attempt: int, seconds: float) -> None:
+        job.complete(attempt, seconds)
+        self.save(job)
 
     def _forecast(self, job: PredictionJob, attempt: int, beat: LeaseHeartbeat) -> None:
         bars = self.predictions.bars_as_of(job.ticker, job.market_data_version)
@@ -237,7 +201,7 @@ class PredictionJobs:
         for start in range(0, len(made), per_save):
             part = made[start : start + per_save]
             job.record_made(attempt, model["key"], [(p.cutoff, str(p.id)) for p in part])
-            self._save(job, *part)
+            self.save(job, *part)
 
     def _trained(self, model: dict[str, Any]) -> TrainedModel:
         key = model["artifact"]
