@@ -11,7 +11,8 @@ adds the four seed roles, then ``aimm projector`` and ``aimm serve`` run as proc
     same concurrency: requests per second and p99 latency. Three cases: the role's
     production prompt (no experiment); a running 50/50 experiment whose units have all
     been exposed already (an agent fleet's steady state: a read); and new units under
-    that experiment (each appends its one exposure event).
+    that experiment (each appends its one exposure event). ``resolve`` reads the read
+    models, so each case starts once they show what it measures.
 (b) ``POST /api/v1/ai-assistant/prompts/{id}/test`` with N sample inputs on the embedded
     model against ``EmbeddedProvider.complete`` called in this process with the same
     rendered messages and settings, one after another: completions per second.
@@ -157,13 +158,23 @@ async def resolve_benchmark(
         },
     )
     await ok(started)
-    # exposures of one experiment are events of one aggregate: concurrent new units race
-    # on its version (409 after its retries); measured at the same concurrency, and alone
+    experiment = f"{base}/api/v1/ai-assistant/experiments/{started.json()['id']}"
+    # resolve reads the read models: measure once they show the experiment running
+    seen = {"role": ROLE, "unit": "warm-up", "wait_for": started.headers["aimm-position"]}
+    await ok(await client.get(f"{base}/api/v1/ai-assistant/resolve", params=seen))
+    # each new unit appends its own Exposure (no contention between units); measured at
+    # the same concurrency, and one request at a time
     fresh = [f"new{i}" for i in range(min(requests, 400))]
     what = "experiment, new units (one exposure event each)"
     half = len(fresh) // 2
     await resolve_case(client, base, bare, what, fresh[:half], concurrency)
     await resolve_case(client, base, bare, what, fresh[half:], 1)
+    for _ in range(600):  # the read model has every exposure: the steady state is a read
+        if (await ok(await client.get(experiment)))["exposed"] >= len(fresh):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise RuntimeError("the read models did not show the exposures within 30 s")
     exposed = [fresh[i % len(fresh)] for i in range(requests)]
     await resolve_case(
         client, base, bare, "experiment, units already exposed", exposed, concurrency
