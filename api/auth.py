@@ -19,9 +19,9 @@ from litestar.middleware import (
 )
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.keycache import BOOTSTRAP_ADMIN
 from infrastructure.keys import Principal
 
-BOOTSTRAP_ADMIN = "bootstrap-admin"
 OPEN_PATHS = {"/health/live", "/health/ready"}
 _CORRELATION = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -37,9 +37,11 @@ class KeyAuthentication(AbstractAuthenticationMiddleware):
         key = key.strip()
         state = connection.app.state
         bootstrap: str | None = state.settings_admin_key
+        unrecorded = None
         if bootstrap is not None and hmac.compare_digest(key.encode(), bootstrap.encode()):
-            return AuthenticationResult(Principal(BOOTSTRAP_ADMIN, frozenset({"admin"})), key)
-        principal = await state.key_cache.lookup(key)
+            # a key like any other once recorded (see api.keycache): revocable, audited
+            unrecorded = Principal(BOOTSTRAP_ADMIN, frozenset({"admin"}))
+        principal = await state.key_cache.lookup(key, unrecorded)
         if principal is None:
             raise NotAuthorizedException("the API key is unknown or revoked")
         return AuthenticationResult(principal, key)

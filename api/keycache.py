@@ -3,6 +3,15 @@
 An authenticated request costs no database round trip while its key is cached; a
 revocation reaches every server through the table's trigger and NOTIFY within
 milliseconds, and the TTL bounds staleness should the listening connection be lost.
+
+The bootstrap admin key (``AIMM_BOOTSTRAP_ADMIN_KEY``) is recorded as an
+``ApiKey.Created`` event by ``settings:AIMM_BOOTSTRAP_ADMIN_KEY`` when a server starts
+with it (``start(bootstrap_key)``); from then on it is a key like any other,
+authenticated against the table, so revoking it (``aimm keys revoke``) is honoured and
+final: a revoked bootstrap key is never recorded again, and refused. It is not recorded
+at its first use instead: a read must never append an event. A server started without
+recording it (``start()``) accepts it as the ``bootstrap-admin`` principal while the
+log has never heard of it, and refuses it once the log has it revoked.
 """
 
 from __future__ import annotations
@@ -11,10 +20,19 @@ import time
 
 import asyncpg
 
-from infrastructure.keys import KEYS_CHANNEL, Principal, authenticate, hash_key
+from infrastructure.keys import (
+    KEYS_CHANNEL,
+    Principal,
+    authenticate,
+    ensure_key,
+    hash_key,
+    is_recorded,
+)
 
 TTL_SECONDS = 10.0
 MAX_ENTRIES = 10_000
+BOOTSTRAP_ADMIN = "bootstrap-admin"
+BOOTSTRAP_CREATOR = "settings:AIMM_BOOTSTRAP_ADMIN_KEY"
 
 
 class KeyCache:
@@ -22,10 +40,24 @@ class KeyCache:
         self.pool = pool
         self._entries: dict[str, tuple[Principal, float]] = {}
         self._listener: asyncpg.Connection | None = None
+        self._recorded: set[str] = set()  # hashes of bootstrap keys recorded as events
 
-    async def start(self) -> None:
+    async def start(self, bootstrap_key: str | None = None) -> None:
         self._listener = await self.pool.acquire()
         await self._listener.add_listener(KEYS_CHANNEL, self._on_change)
+        if bootstrap_key is not None:
+            await self.record_bootstrap(bootstrap_key)
+
+    async def record_bootstrap(self, key: str) -> None:
+        """Record the bootstrap admin key as an event, once per server (idempotent)."""
+        digest = hash_key(key)
+        if digest in self._recorded:
+            return
+        async with self.pool.acquire() as conn:
+            await ensure_key(
+                conn, key, name=BOOTSTRAP_ADMIN, roles=["admin"], created_by=BOOTSTRAP_CREATOR
+            )
+        self._recorded.add(digest)
 
     async def stop(self) -> None:
         if self._listener is not None:
@@ -36,7 +68,9 @@ class KeyCache:
     def _on_change(self, *_: object) -> None:
         self._entries.clear()
 
-    async def lookup(self, key: str) -> Principal | None:
+    async def lookup(self, key: str, unrecorded: Principal | None = None) -> Principal | None:
+        """The principal of an active ``key``; None for an unknown or revoked one, but
+        ``unrecorded`` for a key the log has never recorded (the bootstrap key)."""
         digest = hash_key(key)
         hit = self._entries.get(digest)
         now = time.monotonic()
@@ -44,6 +78,8 @@ class KeyCache:
             return hit[0]
         async with self.pool.acquire() as conn:
             principal = await authenticate(conn, key)
+            if principal is None and unrecorded is not None and not await is_recorded(conn, key):
+                principal = unrecorded
         # Only known keys are cached: guessing keys must not fill the cache.
         if principal is not None:
             if len(self._entries) >= MAX_ENTRIES:

@@ -32,13 +32,15 @@ async def migrate(url: str) -> None:
         # The event store creates its tables (one per context) when the applications start.
         contexts = await asyncio.to_thread(build_contexts, eventsourcing_env(url, pool_size=1))
         contexts.close()
-        await conn.execute(keys.DDL)
-        # The relay's positions exist from the start, like every other table: nothing that
-        # reads them has to race a relay's first start.
+        # API keys are events now; an older version's key table becomes events below.
+        await keys.set_aside_legacy_table(conn)
+        # The relay's positions (and its dead letters, kafka_dead_letters) exist from the
+        # start, like every other table: nothing that reads them has to race a relay's first start.
         await kafka_relay.setup(conn)
         await conn.execute(job_queue.DDL)
         # trigram matching for memory search (a trusted extension: the owner may create it)
         await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
         await projector.setup(conn, all_projections())
+        await keys.import_legacy_keys(conn)
     finally:
         await conn.close()

@@ -12,7 +12,8 @@ projected) are counted as unchained, not judged.
 Limits, by construction: the chain covers an event from the moment the projector hashes
 it (near-live), and someone able to rewrite both the log and ``rm_audit_chain``
 consistently can only be caught against a head hash kept elsewhere — ``verify`` reports
-each context's head position and hash for that. Rebuilding this projection (``aimm
+each context's head position and hash for that, and ``aimm audit checkpoint`` signs
+them into a file (``infrastructure.audit_checkpoint``). Rebuilding this projection (``aimm
 projections rebuild``) re-bases the chain on the log as it is then: verify first.
 """
 
@@ -153,6 +154,15 @@ async def verify(
         return Verification([await verify_context(conn, c, batch_size) for c in chosen])
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         return Verification([await verify_context(conn, c, batch_size) for c in chosen])
+
+
+async def link_hash(conn: asyncpg.Connection, context: str, position: int) -> str | None:
+    """The chain's hash (hex) at ``position`` of ``context``'s log; None if no such link.
+    Read to compare with a checkpoint (``infrastructure.audit_checkpoint``)."""
+    value = await conn.fetchval(
+        f"SELECT hash FROM {CHAIN_TABLE} WHERE context = $1 AND position = $2", context, position
+    )
+    return None if value is None else bytes(value).hex()
 
 
 async def _scan(

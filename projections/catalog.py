@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from projections.api_keys import ApiKeys
 from projections.assistant import AssistantViews
 from projections.assistant_suites import AssistantSuiteViews
 from projections.audit import AuditIndex
@@ -17,6 +18,7 @@ from projections.training import TrainingViews
 
 def all_projections() -> list[Projection]:
     return [
+        ApiKeys(),
         AuditIndex(),
         AuditChain(),
         RegistryModels(),

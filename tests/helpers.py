@@ -10,6 +10,7 @@ import asyncpg
 from litestar.testing import AsyncTestClient
 
 from api.app import create_app
+from api.keycache import BOOTSTRAP_ADMIN, BOOTSTRAP_CREATOR
 from infrastructure import keys
 from infrastructure.settings import Settings
 
@@ -35,6 +36,15 @@ class Api:
         finally:
             await conn.close()
 
+    async def record_bootstrap_key(self, key: str) -> None:
+        conn = await asyncpg.connect(self.url)
+        try:
+            await keys.ensure_key(
+                conn, key, name=BOOTSTRAP_ADMIN, roles=["admin"], created_by=BOOTSTRAP_CREATOR
+            )
+        finally:
+            await conn.close()
+
     async def key_for(self, role: str, agent_id: str | None = None, name: str = "") -> str:
         conn = await asyncpg.connect(self.url)
         try:
@@ -52,6 +62,8 @@ async def running_api(url: str, *, projector: bool = True) -> AsyncIterator[Api]
     app = create_app(settings, url, run_projector=projector)
     async with AsyncTestClient(app, timeout=30) as client:
         api = Api(client, url, {"admin": ADMIN_KEY})
+        # recorded as an event at start, as a server started with the setting does
+        await api.record_bootstrap_key(ADMIN_KEY)
         for role in ("operator", "viewer", "auditor"):
             api.keys[role] = await api.key_for(role)
         yield api

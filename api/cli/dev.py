@@ -38,7 +38,9 @@ async def _bootstrap_admin_key(url: str, settings: Settings) -> str | None:
     try:
         if await keys.count_active_admin_keys(conn):
             return None
-        key, _ = await keys.create_key(conn, roles=["admin"], name="first-admin")
+        key, _ = await keys.create_key(
+            conn, roles=["admin"], name="first-admin", created_by="cli:dev (first start)"
+        )
         return key
     finally:
         await conn.close()

@@ -1,10 +1,26 @@
-"""``aimm keys``: create, list and revoke API keys."""
+"""``aimm keys``: create, list and revoke API keys.
+
+Creating and revoking a key are events in the registry log (see ``infrastructure.keys``),
+recorded as done by ``cli:<os user>``: the operating-system user running the command,
+which is who the database trusts to run it.
+"""
 
 from __future__ import annotations
+
+import getpass
+import uuid
 
 import click
 
 from api.cli.common import load_settings, on_connection
+
+
+def cli_principal() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a bare container)
+        user = "unknown"
+    return f"cli:{user}"
 
 
 @click.group()
@@ -25,19 +41,23 @@ def keys() -> None:
 def keys_create(roles: tuple[str, ...], agent_id: str | None, name: str) -> None:
     """Create a key and print it once."""
 
+    from domain.metadata import acting_as
     from infrastructure import keys as key_store
 
     settings = load_settings()
     try:
-        key, info = on_connection(
-            settings,
-            lambda conn: key_store.create_key(
-                conn, roles=list(roles), name=name, agent_id=agent_id
-            ),
-            migrated=True,
-        )
+        with acting_as(cli_principal(), f"cli:{uuid.uuid4()}"):
+            key, info = on_connection(
+                settings,
+                lambda conn: key_store.create_key(
+                    conn, roles=list(roles), name=name, agent_id=agent_id
+                ),
+                migrated=True,
+            )
     except key_store.InvalidKeyRequestError as exc:
         raise click.UsageError(str(exc)) from None
+    except key_store.DuplicateKeyError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(
         f"key id {info.key_id} for {info.principal} with roles {', '.join(info.roles)}", err=True
     )
@@ -46,12 +66,20 @@ def keys_create(roles: tuple[str, ...], agent_id: str | None, name: str) -> None
 
 @keys.command("revoke")
 @click.argument("key_id")
-def keys_revoke(key_id: str) -> None:
-    """Revoke a key by its id (as printed by create and list)."""
+@click.option("--reason", default="", help="Why (recorded on the event).")
+def keys_revoke(key_id: str, reason: str) -> None:
+    """Revoke a key by its id (as printed by create and list); revocation is final."""
 
+    from domain.metadata import acting_as
     from infrastructure import keys as key_store
 
-    if not on_connection(load_settings(), lambda conn: key_store.revoke_key(conn, key_id)):
+    with acting_as(cli_principal(), f"cli:{uuid.uuid4()}"):
+        revoked = on_connection(
+            load_settings(),
+            lambda conn: key_store.revoke_key(conn, key_id, reason=reason),
+            migrated=True,
+        )
+    if not revoked:
         raise click.ClickException(f"no active key with id {key_id}")
     click.echo(f"revoked {key_id}")
 
@@ -62,8 +90,15 @@ def keys_list() -> None:
 
     from infrastructure import keys as key_store
 
-    for info in on_connection(load_settings(), key_store.list_keys):
-        state = f"revoked {info.revoked_at:%Y-%m-%d}" if info.revoked_at else "active"
+    for info in on_connection(load_settings(), key_store.list_keys, migrated=True):
+        state = (
+            f"revoked {info.revoked_at:%Y-%m-%d} by {info.revoked_by}"
+            if info.revoked_at
+            else "active"
+        )
         agent = f" agent={info.agent_id}" if info.agent_id else ""
         roles = ",".join(info.roles)
-        click.echo(f"{info.key_id}  {info.principal:20} {roles:20}{agent} {state}")
+        click.echo(
+            f"{info.key_id}  {info.principal:20} {roles:20}{agent} "
+            f"created by {info.created_by}, {state}"
+        )
