@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.garch
 	$(BIN)/python -m benchmarks.predictions --skip-garch
 	$(BIN)/python -m benchmarks.assistant
+	$(BIN)/python -m benchmarks.snapshots
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -54,6 +54,7 @@ from eventsourcing.persistence import IntegrityError
 
 from application.assistant_suites import SuitesMixin
 from application.base import (
+    SNAPSHOT_INTERVAL,
     CommandResult,
     ContextApplication,
     Idempotency,
@@ -129,6 +130,11 @@ def prompt_claim_value(role: str, name: str) -> str:
 
 class AssistantApplication(SuitesMixin, ContextApplication):
     name = "assistant"
+    snapshotting_intervals = {
+        AssistantConfig: SNAPSHOT_INTERVAL,
+        Prompt: SNAPSHOT_INTERVAL,
+        ExperimentSlot: SNAPSHOT_INTERVAL,
+    }
 
     def __init__(self, env: Mapping[str, str] | None = None, ports: Ports | None = None) -> None:
         super().__init__(env, ports)

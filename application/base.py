@@ -14,10 +14,11 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, project_aggregate
 from eventsourcing.persistence import IntegrityError
 
 from application.ports import Ports
+from application.snapshots import StateSnapshot
 from domain.base import Aggregate
 from domain.claims import IdempotencyRecord
 from domain.errors import (
@@ -32,6 +33,12 @@ A = TypeVar("A", bound=Aggregate)
 
 # The stored first response: (HTTP status code, JSON-able body).
 Response = tuple[int, Any]
+
+# Long-lived aggregates (a model's deploys, the assistant's configuration, a training run's
+# points) are snapshotted every this many events, so loading one reads at most this many
+# events after its latest snapshot (figures: benchmarks/snapshots.py). Snapshots are only a
+# cache of a replay: ``replay_as_of`` and the audit read events alone, never snapshots.
+SNAPSHOT_INTERVAL = 100
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,21 @@ class ContextApplication(Application[UUID]):
         only its log is read (eventsourcing's projection runners build it so)."""
         super().__init__(env=env)
         self.ports = ports
+
+    def take_snapshot(
+        self,
+        aggregate_id: UUID,
+        version: int | None = None,
+        projector_func: Any = project_aggregate,
+    ) -> None:
+        """The library's, with ``StateSnapshot`` (``application.snapshots``) instead of the
+        aggregate's own ``Snapshot`` class, whose plain JSON cannot hold our state."""
+        if self.snapshots is None:
+            raise AssertionError(f"{self.name} has no snapshots store")
+        aggregate = self.repository.get(
+            aggregate_id, version=version, projector_func=projector_func
+        )
+        self.snapshots.put([StateSnapshot.take(aggregate)])
 
     def load(self, aggregate_id: UUID, kind: type[A], what: str = "aggregate") -> A:
         try:

@@ -36,6 +36,7 @@ from uuid import UUID, uuid4
 from eventsourcing.persistence import IntegrityError
 
 from application.base import (
+    SNAPSHOT_INTERVAL,
     CommandResult,
     ContextApplication,
     Idempotency,
@@ -52,6 +53,7 @@ MAX_BATCH = 1000
 
 class MemoryApplication(ContextApplication):
     name = "memory"
+    snapshotting_intervals = {Memory: SNAPSHOT_INTERVAL}
 
     def __init__(self, env: Mapping[str, str] | None = None, ports: Ports | None = None) -> None:
         super().__init__(env, ports)

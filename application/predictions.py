@@ -29,7 +29,13 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 
-from application.base import CommandResult, Idempotency, Response, StoredResponse
+from application.base import (
+    SNAPSHOT_INTERVAL,
+    CommandResult,
+    Idempotency,
+    Response,
+    StoredResponse,
+)
 from application.market_data import MarketDataApplication
 from application.registry import MODEL_NAME_SCOPE, RegistryApplication
 from application.training import TrainingApplication
@@ -68,6 +74,10 @@ class PredictionsApplication(MarketDataApplication):
     """Market-data imports and prediction jobs: the ``predictions`` log."""
 
     name = "predictions"
+    snapshotting_intervals = {
+        MarketData: SNAPSHOT_INTERVAL,
+        PredictionJob: SNAPSHOT_INTERVAL,
+    }
 
     # -- reads of the write side ---------------------------------------------------------
 

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from application.base import (
+    SNAPSHOT_INTERVAL,
     CommandResult,
     ContextApplication,
     Idempotency,
@@ -25,6 +26,7 @@ T = TypeVar("T")
 
 class RegistryApplication(ContextApplication):
     name = "registry"
+    snapshotting_intervals = {Model: SNAPSHOT_INTERVAL}
 
     def register_model(  # noqa: PLR0913
         self,

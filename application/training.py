@@ -16,6 +16,7 @@ from typing import Any
 from uuid import UUID
 
 from application.base import (
+    SNAPSHOT_INTERVAL,
     CommandResult,
     ContextApplication,
     Idempotency,
@@ -44,6 +45,7 @@ class UnknownModelTypeError(DomainError):
 
 class TrainingApplication(ContextApplication):
     name = "training"
+    snapshotting_intervals = {TrainingRun: SNAPSHOT_INTERVAL}
 
     def __init__(self, env: Mapping[str, str] | None = None, ports: Ports | None = None) -> None:
         super().__init__(env, ports)
