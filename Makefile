@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.predictions --skip-garch
 	$(BIN)/python -m benchmarks.assistant
 	$(BIN)/python -m benchmarks.snapshots
+	$(BIN)/python -m benchmarks.load
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -34,6 +34,7 @@ from api.controllers.prompt_tests import PromptTestController
 from api.controllers.prompts import PromptController
 from api.errors import EXCEPTION_HANDLERS
 from api.keycache import KeyCache
+from api.overload import rate_limit
 from api.read_cache import ReadCache
 from application.contexts import Contexts
 from infrastructure.postgres import create_pool, eventsourcing_env
@@ -72,14 +73,18 @@ def create_app(settings: Settings, database_url: str, *, run_projector: bool = F
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await migrate(database_url)
-        pool = await create_pool(database_url, max_size=20, stateless=True)
-        env = eventsourcing_env(database_url)
+        # requests wait for the database at most settings.database's timeouts, then 503
+        pool = await create_pool(
+            database_url, max_size=20, stateless=True, timeouts=settings.database
+        )
+        # migrate made every table: building the applications creates none (no race)
+        env = eventsourcing_env(database_url, timeouts=settings.database, create_tables=False)
         # the LLM providers are built at the assistant's first need of them, not here
         contexts = await anyio.to_thread.run_sync(build_contexts, env, llm_providers(settings))
         app.state.pool = pool
         app.state.contexts = contexts
         app.state.key_cache = KeyCache(pool)
-        await app.state.key_cache.start()
+        await app.state.key_cache.start(settings.bootstrap_admin_key)
         app.state.read_cache = ReadCache()
         # one LISTEN connection per process wakes every read-your-writes wait and stream
         app.state.watcher = ProjectionWatcher(pool, database_url)
@@ -105,6 +110,7 @@ def create_app(settings: Settings, database_url: str, *, run_projector: bool = F
         return contexts
 
     prometheus = PrometheusConfig(app_name="aimm", prefix="aimm", group_path=True)
+    limits = settings.limits
     app = Litestar(
         route_handlers=ROUTES,
         lifespan=[lifespan],
@@ -113,7 +119,10 @@ def create_app(settings: Settings, database_url: str, *, run_projector: bool = F
             allow_middleware,
             prometheus.middleware,
             authentication_middleware(),
+            # after authentication: the limit is per API key (api/overload.py)
+            *([rate_limit(limits.rate_limit).middleware] if limits.rate_limit else []),
         ],
+        request_max_body_size=limits.max_body_bytes,  # 413 beyond (api/overload.py)
         exception_handlers=EXCEPTION_HANDLERS,
         plugins=[ClosedStructs()],
         dependencies={"contexts": Provide(provide_contexts, sync_to_thread=False)},

@@ -6,7 +6,8 @@ copies them from here, not from its neighbour:
 - **Errors** are RFC 9457 ``application/problem+json`` (:class:`Problem`). Every operation
   declares what it can answer with ``responses=problems(...)``: the statuses any
   authenticated operation can give (400 malformed, 401 no or unknown key, 403 role not
-  allowed, 503 the database or the read models are not there in time) plus the ones it
+  allowed, 413 a body over the limit, 429 over the key's rate limit, 503 the database or
+  the read models are not there in time) plus the ones it
   names (404 unknown id, 409 stale version or taken name, 422 a domain rule refused it,
   415 a body type it does not read). A 500 is a bug and is not part of the contract.
 - **Request headers** are declared as handler parameters, so the framework validates them
@@ -93,13 +94,17 @@ _DESCRIPTIONS = {
     404: "No such resource.",
     409: "Conflict: a stale `If-Match`/`expected_version` (the body names "
     "`current_version`) or a value that must be unique is taken.",
-    413: "The request body is too large.",
+    413: "The request body is larger than the server takes (`AIMM_MAX_BODY_BYTES`).",
     415: "The request body's content type is not one this operation reads.",
     422: "A domain rule refused the command; nothing was appended.",
+    429: "The API key is over its rate limit (`AIMM_RATE_LIMIT`); retry after "
+    "`Retry-After` seconds.",
     503: "The database or the read models did not answer in time; retry after "
     "`Retry-After` seconds.",
 }
-BASE_STATUSES = (400, 401, 403, 503)
+# 413 and 429 can answer any operation: a body over the limit is refused before the
+# handler runs (a bodiless GET never reaches it), the rate limit counts every call.
+BASE_STATUSES = (400, 401, 403, 413, 429, 503)
 
 
 def problems(*statuses: int) -> dict[int, ResponseSpec]:

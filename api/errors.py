@@ -1,8 +1,16 @@
 """Every failure as RFC 9457 problem+json, mapped from errors in one place.
 
 400 malformed, 401 no or invalid key, 403 role not allowed, 404 unknown id, 409
-version or uniqueness conflict, 422 a domain rule refused the command. Anything else
-is a bug: logged with its traceback, answered 500 without internals.
+version or uniqueness conflict, 413 body too large and 429 over the key's rate limit
+(``api/overload.py``), 422 a domain rule refused the command. Stored data
+that cannot be read — an event whose JSON is corrupt, an artifact whose bytes are — is
+503 naming the event or artifact (logged as an error: an operator must repair it; no
+``Retry-After``, since waiting alone does not help). Anything else is a bug: logged
+with its traceback, answered 500 without internals.
+
+The database away (refused, dropped, shutting down or starting up, a bounded wait run
+out: ``infrastructure.postgres.database_unavailable``) is 503 with ``Retry-After``
+(``on_database_error``; docs/reliability.md, "Database outage").
 """
 
 from __future__ import annotations
@@ -10,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from typing import Any
 
 import asyncpg
@@ -27,9 +36,11 @@ from litestar.status_codes import (
     HTTP_409_CONFLICT,
     HTTP_422_UNPROCESSABLE_ENTITY,
     HTTP_500_INTERNAL_SERVER_ERROR,
+    HTTP_503_SERVICE_UNAVAILABLE,
 )
 from litestar.utils.scope.state import ScopeState
 
+from application.ports import ArtifactIntegrityError
 from domain.errors import (
     ConflictError,
     DomainError,
@@ -38,6 +49,8 @@ from domain.errors import (
     NotFoundError,
     VersionConflictError,
 )
+from infrastructure.postgres import DATABASE_ERROR_TYPES, database_unavailable
+from projections.audit import UnreadableEventError
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +61,14 @@ TITLES = {
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    408: "Request Timeout",
     409: "Conflict",
     412: "Precondition Failed",
+    413: "Content Too Large",
     415: "Unsupported Media Type",
     422: "Unprocessable Content",
     428: "Precondition Required",
+    429: "Too Many Requests",
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
@@ -199,6 +215,66 @@ def on_unstorable_text(request: Request[Any, Any, Any], exc: Exception) -> Respo
     return problem(request, HTTP_400_BAD_REQUEST, "text must not contain NUL characters")
 
 
+def on_unreadable_event(
+    request: Request[Any, Any, Any], exc: UnreadableEventError
+) -> Response[Any]:
+    log.error("%s %s: %s", request.method, request.url.path, exc)
+    return problem(
+        request,
+        HTTP_503_SERVICE_UNAVAILABLE,
+        str(exc),
+        type="urn:aimm:problem:unreadable-event",
+        context=exc.context,
+        position=exc.position,
+        aggregate_id=str(exc.aggregate_id),
+        aggregate_version=exc.version,
+    )
+
+
+def on_unreadable_artifact(
+    request: Request[Any, Any, Any], exc: ArtifactIntegrityError
+) -> Response[Any]:
+    log.error("%s %s: %s", request.method, request.url.path, exc)
+    return problem(
+        request,
+        HTTP_503_SERVICE_UNAVAILABLE,
+        str(exc),
+        type="urn:aimm:problem:unreadable-artifact",
+    )
+
+
+DATABASE_RETRY_AFTER = "2"  # seconds: a restarting server is usually back within a few
+DATABASE_LOG_EVERY = 5.0  # seconds between two "database unavailable" log lines
+_database_logged = [0.0]  # when the last one was logged
+
+
+def on_database_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """The database is away or did not answer in time: 503 with ``Retry-After`` (one
+    log line per ``DATABASE_LOG_EVERY`` seconds at most, not one per request). Other
+    errors of the same types (a misused connection) are bugs: 500."""
+    if not database_unavailable(exc):
+        return on_unexpected(request, exc)
+    now = time.monotonic()
+    if now - _database_logged[0] >= DATABASE_LOG_EVERY:
+        _database_logged[0] = now
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        log.warning(
+            "database unavailable on %s %s: %s: %s",
+            request.method,
+            request.url.path,
+            type(exc).__name__,
+            first_line,
+        )
+    return problem(
+        request,
+        HTTP_503_SERVICE_UNAVAILABLE,
+        "the database is unavailable or did not answer in time; retry after Retry-After "
+        "seconds (with the same Idempotency-Key, a command that did get through is not "
+        "applied twice)",
+        headers={"Retry-After": DATABASE_RETRY_AFTER},
+    )
+
+
 def on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem(
@@ -216,6 +292,9 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     DomainError: on_domain,
     asyncpg.exceptions.CharacterNotInRepertoireError: on_unstorable_text,
     asyncpg.exceptions.UntranslatableCharacterError: on_unstorable_text,
+    UnreadableEventError: on_unreadable_event,
+    ArtifactIntegrityError: on_unreadable_artifact,
+    **dict.fromkeys(DATABASE_ERROR_TYPES, on_database_error),
     Exception: on_unexpected,
 }
 

@@ -5,6 +5,12 @@ reader recomputes the hash, and a store that returned other bytes is caught. Wri
 are idempotent (the same bytes, the same key) and happen before the event that names
 the hash is saved, so an event never names a missing artifact; an artifact whose
 event was never saved is unreferenced, not harmful. Bytes are kept zlib-compressed.
+
+Unreadable artifacts: stored bytes that no longer decompress, or decompress to other
+content than their key, raise ``ArtifactIntegrityError`` naming the artifact's key (and
+why); the workers fail the job that needed it with that message, and the API answers
+the artifact's download with a ``503`` problem naming it (``api.errors``) — never a bare
+``zlib.error`` and never a 500.
 """
 
 from __future__ import annotations
@@ -31,7 +37,12 @@ CREATE TABLE IF NOT EXISTS aimm_artifacts (
 
 
 def _checked(key: str, compressed: bytes) -> bytes:
-    data = zlib.decompress(compressed)
+    try:
+        data = zlib.decompress(compressed)
+    except zlib.error as exc:
+        raise ArtifactIntegrityError(
+            f"artifact {key} cannot be read: its stored bytes are corrupt ({exc})"
+        ) from exc
     if content_hash(data) != key:
         raise ArtifactIntegrityError(f"artifact {key} does not match its content")
     return data

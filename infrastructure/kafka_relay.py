@@ -1,4 +1,23 @@
-"""The Kafka relay: every context's log, published at least once to ``aimm.<context>``."""
+"""The Kafka relay: every context's log, published at least once to ``aimm.<context>``.
+
+Dead letters. A record the broker refuses for what it *is* — too large, failing the
+topic's schema, otherwise invalid (:data:`PERMANENT_RECORD_ERRORS`, all non-retriable
+in Kafka's protocol) — would be refused again on every retry and block its log for
+good. So when a batch fails with such an error, the relay sends the rest of that batch
+one record at a time (a refused batch takes its good records down with it), and the
+record refused *on its own* is written to ``kafka_dead_letters`` (context, position,
+event id, aggregate and version, type, topic, reason, time) in the same transaction
+that moves the relay's position past it; the log goes on. A stored event that cannot
+be decoded (``projections.audit.UnreadableEventError``) is dead-lettered the same way,
+without a type. Every other failure (broker away, timeouts, leadership changes) is
+transient: the position stays, the relay backs off and sends the same records again.
+
+``aimm kafka dead-letters`` lists them; ``--retry`` sends each again, alone, from the
+log as it is stored now (after the operator fixed the topic's limits or the row) and
+marks it resolved when the broker acknowledges it. A retried record reaches its topic
+*after* later events of its aggregate: consumers that care about order compare the
+envelope's ``aggregate_version``.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +26,35 @@ import contextlib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+from uuid import UUID, uuid5
 
 import asyncpg
 import msgspec
 from kafka import KafkaProducer
-from kafka.errors import KafkaError, KafkaTimeoutError
+from kafka.errors import (
+    CorruptRecordError,
+    InvalidRecordError,
+    InvalidTimestampError,
+    KafkaError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    UnsupportedForMessageFormatError,
+)
 
 from application.contexts import CONTEXTS
 from application.retry import run_async_until_stopped
-from projections.events import Event, envelope, event_id, events_table, read_events
+from projections.audit import UnreadableEventError, decode_checked, read_checked
+from projections.events import (
+    EVENT_ID_NAMESPACE,
+    SELECT_COLUMNS,
+    Event,
+    envelope,
+    event_id,
+    events_table,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +68,39 @@ POSITIONS_DDL = """
         updated_at timestamptz NOT NULL DEFAULT now()
     )
 """
+
+DEAD_LETTERS_DDL = """
+    CREATE TABLE IF NOT EXISTS kafka_dead_letters (
+        context text NOT NULL,
+        position bigint NOT NULL,
+        event_id uuid NOT NULL,
+        aggregate_id uuid NOT NULL,
+        aggregate_version bigint NOT NULL,
+        type text,
+        topic text NOT NULL,
+        reason text NOT NULL,
+        failed_at timestamptz NOT NULL DEFAULT now(),
+        attempts integer NOT NULL DEFAULT 1,
+        resolved_at timestamptz,
+        PRIMARY KEY (context, position)
+    )
+"""
+
+# Refusals of a record itself: sending the same bytes again is refused again.
+PERMANENT_RECORD_ERRORS: tuple[type[KafkaError], ...] = (
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    InvalidRecordError,
+    CorruptRecordError,
+    InvalidTimestampError,
+    UnsupportedForMessageFormatError,
+)
+
+
+def is_permanent(error: BaseException | None) -> bool:
+    """Whether ``error`` refuses a record for good (see :data:`PERMANENT_RECORD_ERRORS`)."""
+    return isinstance(error, PERMANENT_RECORD_ERRORS)
+
 
 # One relay publishes at a time: a second one (say `aimm relay` started beside
 # `aimm dev`) waits on this lock as a standby instead of doubling every record.
@@ -152,10 +223,71 @@ async def setup(conn: asyncpg.Connection, contexts: Iterable[str] = CONTEXTS) ->
         # Two relays starting together would race on CREATE TABLE IF NOT EXISTS.
         await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('aimm.relay_setup', 0))")
         await conn.execute(POSITIONS_DDL)
+        await conn.execute(DEAD_LETTERS_DDL)
         await conn.executemany(
             "INSERT INTO aimm_relay_positions (context) VALUES ($1) ON CONFLICT DO NOTHING",
             [(context,) for context in contexts],
         )
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record the relay could not publish and moved past (``kafka_dead_letters``)."""
+
+    context: str
+    position: int
+    event_id: UUID
+    aggregate_id: UUID
+    aggregate_version: int
+    type: str | None
+    topic: str
+    reason: str
+    failed_at: datetime
+    attempts: int
+    resolved_at: datetime | None
+
+
+async def dead_letters(
+    conn: asyncpg.Connection, *, context: str | None = None, include_resolved: bool = False
+) -> list[DeadLetter]:
+    """The dead letters, in (context, position) order; unresolved ones only by default."""
+    rows = await conn.fetch(
+        "SELECT context, position, event_id, aggregate_id, aggregate_version, type, topic, "
+        "reason, failed_at, attempts, resolved_at FROM kafka_dead_letters "
+        "WHERE ($1::text IS NULL OR context = $1) AND ($2 OR resolved_at IS NULL) "
+        "ORDER BY context, position",
+        context,
+        include_resolved,
+    )
+    return [DeadLetter(**dict(row)) for row in rows]
+
+
+async def record_dead_letter(  # noqa: PLR0913
+    conn: asyncpg.Connection,
+    context: str,
+    position: int,
+    aggregate_id: UUID,
+    version: int,
+    type_: str | None,
+    topic: str,
+    reason: str,
+) -> None:
+    """Insert (or, for a retried one, update) the dead letter of one stored event."""
+    await conn.execute(
+        "INSERT INTO kafka_dead_letters (context, position, event_id, aggregate_id, "
+        "aggregate_version, type, topic, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
+        "ON CONFLICT (context, position) DO UPDATE SET reason = excluded.reason, "
+        "type = excluded.type, failed_at = now(), resolved_at = NULL, "
+        "attempts = kafka_dead_letters.attempts + 1",
+        context,
+        position,
+        uuid5(EVENT_ID_NAMESPACE, f"{aggregate_id}:{version}"),
+        aggregate_id,
+        version,
+        type_,
+        topic,
+        reason,
+    )
 
 
 async def relay_positions(conn: asyncpg.Connection) -> dict[str, int]:
@@ -198,6 +330,7 @@ class KafkaRelay:
         self.batch_size = batch_size
         self.publisher = KafkaPublisher(bootstrap, producer_config)
         self.failures = 0  # failed publish attempts since start, for logs and tests
+        self.dead_lettered = 0  # records moved to kafka_dead_letters since start
         self.last_error: BaseException | None = None
         self.leading = False  # holds the leader lock (inside run)
         self._wake = asyncio.Event()
@@ -207,38 +340,99 @@ class KafkaRelay:
             await setup(conn, self.contexts)
 
     async def step(self, context: str) -> int:
-        """Publish one batch of ``context``'s log; returns how many events were published.
+        """Publish one batch of ``context``'s log; returns how many events it moved past
+        (published or dead-lettered).
 
         Raises :class:`PublishError` (after recording the acknowledged prefix) when the
-        broker did not acknowledge the whole batch. Called outside :meth:`run`, it does
-        not take the leader lock: the caller makes sure no other relay is running.
+        broker did not acknowledge the whole batch for a transient reason. Called outside
+        :meth:`run`, it does not take the leader lock: the caller makes sure no other
+        relay is running.
         """
+        topic = topic_for(context, self.topic_prefix)
         async with self.pool.acquire() as conn:
             position = await conn.fetchval(
                 "SELECT position FROM aimm_relay_positions WHERE context = $1", context
             )
-            events = await read_events(conn, context, position, self.batch_size)
+            events, unreadable = await read_checked(conn, context, position, self.batch_size)
         if not events:
-            return 0
+            if unreadable is None:
+                return 0
+            await self._dead_letter_unreadable(topic, unreadable)
+            return 1
         records = [out_record(event) for event in events]
-        # kafka-python blocks; keep it off the event loop so NOTIFYs and stop stay live.
-        delivery = await asyncio.to_thread(
-            self.publisher.publish, topic_for(context, self.topic_prefix), records
-        )
+        delivery = await self._publish(topic, records)
         if delivery.acknowledged:
-            async with self.pool.acquire() as conn:
-                await conn.execute(
-                    "UPDATE aimm_relay_positions SET position = $2, updated_at = now() "
-                    "WHERE context = $1",
-                    context,
-                    events[delivery.acknowledged - 1].position,
-                )
-        if delivery.error is not None:
-            raise PublishError(
-                f"{context}: broker acknowledged {delivery.acknowledged} of {len(events)} "
-                f"records after position {position}: {delivery.error!r}"
-            ) from delivery.error
+            await self._advance(context, events[delivery.acknowledged - 1].position)
+        if delivery.error is None:
+            return len(events)
+        if not is_permanent(delivery.error):
+            raise _publish_error(context, delivery, len(events), position)
+        # A refused batch fails every record in it: find the one refused on its own.
+        for event, record in zip(
+            events[delivery.acknowledged :], records[delivery.acknowledged :], strict=True
+        ):
+            single = await self._publish(topic, [record])
+            if single.acknowledged:
+                await self._advance(context, event.position)
+            elif is_permanent(single.error):
+                await self._dead_letter(topic, event, single.error)
+            else:
+                raise _publish_error(context, single, 1, event.position - 1)
         return len(events)
+
+    async def _publish(self, topic: str, records: Sequence[OutRecord]) -> Delivery:
+        # kafka-python blocks; keep it off the event loop so NOTIFYs and stop stay live.
+        return await asyncio.to_thread(self.publisher.publish, topic, records)
+
+    async def _advance(self, context: str, position: int) -> None:
+        async with self.pool.acquire() as conn:
+            await conn.execute(
+                "UPDATE aimm_relay_positions SET position = $2, updated_at = now() "
+                "WHERE context = $1",
+                context,
+                position,
+            )
+
+    async def _dead_letter(self, topic: str, event: Event, error: BaseException | None) -> None:
+        reason = f"the broker refused the record: {error!r}"
+        await self._record_dead_letter(
+            topic, event.context, event.position, event.aggregate_id, event.version, event.type,
+            reason,
+        )  # fmt: skip
+
+    async def _dead_letter_unreadable(self, topic: str, fault: UnreadableEventError) -> None:
+        await self._record_dead_letter(
+            topic, fault.context, fault.position, fault.aggregate_id, fault.version, None,
+            f"unreadable stored event: {fault.reason}",
+        )  # fmt: skip
+
+    async def _record_dead_letter(  # noqa: PLR0913
+        self,
+        topic: str,
+        context: str,
+        position: int,
+        aggregate_id: UUID,
+        version: int,
+        type_: str | None,
+        reason: str,
+    ) -> None:
+        """Write the dead letter and move past it, in one transaction."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await record_dead_letter(
+                conn, context, position, aggregate_id, version, type_, topic, reason
+            )
+            await conn.execute(
+                "UPDATE aimm_relay_positions SET position = $2, updated_at = now() "
+                "WHERE context = $1",
+                context,
+                position,
+            )
+        self.dead_lettered += 1
+        log.error(
+            "Kafka relay: %s position %d (aggregate %s, version %d) dead-lettered to "
+            "kafka_dead_letters and skipped: %s",
+            context, position, aggregate_id, version, reason,
+        )  # fmt: skip
 
     async def catch_up(self, stop: asyncio.Event | None = None) -> int:
         """Publish batches until every followed log is fully published (or ``stop``)."""
@@ -326,6 +520,74 @@ class KafkaRelay:
 
     def _on_notify(self, *_: object) -> None:
         self._wake.set()
+
+
+def _publish_error(context: str, delivery: Delivery, sent: int, after: int) -> PublishError:
+    error = PublishError(
+        f"{context}: broker acknowledged {delivery.acknowledged} of {sent} "
+        f"records after position {after}: {delivery.error!r}"
+    )
+    error.__cause__ = delivery.error
+    return error
+
+
+@dataclass(frozen=True, slots=True)
+class RetryOutcome:
+    republished: list[DeadLetter]
+    still_failing: list[DeadLetter]
+
+
+async def retry_dead_letters(
+    pool: asyncpg.Pool,
+    publisher: KafkaPublisher,
+    *,
+    context: str | None = None,
+) -> RetryOutcome:
+    """Send each unresolved dead letter again, alone, to the topic it was meant for, from
+    the log as stored now; mark the acknowledged ones resolved, record the new reason of
+    the others."""
+    async with pool.acquire() as conn:
+        letters = await dead_letters(conn, context=context)
+    done: list[DeadLetter] = []
+    failing: list[DeadLetter] = []
+    for letter in letters:
+        topic = letter.topic
+        async with pool.acquire() as conn:
+            row = await conn.fetchrow(
+                f"SELECT {SELECT_COLUMNS} FROM {events_table(letter.context)} "
+                "WHERE notification_id = $1",
+                letter.position,
+            )
+            try:
+                if row is None:
+                    raise LookupError(f"the event at position {letter.position} is gone")
+                event = decode_checked(letter.context, row)
+            except (UnreadableEventError, LookupError) as exc:
+                await record_dead_letter(
+                    conn, letter.context, letter.position, letter.aggregate_id,
+                    letter.aggregate_version, letter.type, topic, f"unreadable stored event: {exc}",
+                )  # fmt: skip
+                failing.append(letter)
+                continue
+        delivery = await asyncio.to_thread(publisher.publish, topic, [out_record(event)])
+        async with pool.acquire() as conn:
+            if delivery.acknowledged:
+                await conn.execute(
+                    "UPDATE kafka_dead_letters SET resolved_at = now(), type = $3, "
+                    "attempts = attempts + 1 WHERE context = $1 AND position = $2",
+                    letter.context,
+                    letter.position,
+                    event.type,
+                )
+                done.append(letter)
+            else:
+                await record_dead_letter(
+                    conn, letter.context, letter.position, letter.aggregate_id,
+                    letter.aggregate_version, event.type, topic,
+                    f"the broker refused the record again: {delivery.error!r}",
+                )  # fmt: skip
+                failing.append(letter)
+    return RetryOutcome(done, failing)
 
 
 async def _wait(stop: asyncio.Event, wake: asyncio.Event | None, seconds: float) -> None:

@@ -46,6 +46,74 @@ class LLMSettings:
         )
 
 
+RATE_UNITS = ("second", "minute", "hour", "day")
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    """How the API refuses overload (``docs/reliability.md``, "Overload").
+
+    ``rate_limit``: at most N requests per unit and API key, per API process, as
+    ``(unit, N)``; None is off. ``max_body_bytes``: the largest request body (413
+    beyond). ``request_timeout``: seconds a client has to send a whole request, headers
+    and body, once its connection is open or its previous response is sent (408 and
+    the connection closed beyond).
+    """
+
+    rate_limit: tuple[str, int] | None = ("second", 1000)
+    max_body_bytes: int = 32 * 1024 * 1024
+    request_timeout: float = 60.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> LimitSettings:
+        text = (env.get("AIMM_RATE_LIMIT") or "1000/second").strip().lower()
+        rate: tuple[str, int] | None = None
+        if text != "off":
+            count, _, unit = text.partition("/")
+            if not count.isdigit() or int(count) < 1 or unit not in RATE_UNITS:
+                raise SettingsError(
+                    f"AIMM_RATE_LIMIT must be N/second, N/minute, N/hour, N/day or off, "
+                    f"got {text!r}"
+                )
+            rate = (unit, int(count))
+        return cls(
+            rate_limit=rate,
+            max_body_bytes=_positive(env, "AIMM_MAX_BODY_BYTES", cls.max_body_bytes)
+            or cls.max_body_bytes,
+            request_timeout=_seconds(env, "AIMM_REQUEST_TIMEOUT", cls.request_timeout),
+        )
+
+
+@dataclass(frozen=True)
+class DatabaseTimeouts:
+    """How long the API waits for PostgreSQL before it answers ``503`` with
+    ``Retry-After`` (``docs/reliability.md``, "Database outage"). Whole seconds: libpq
+    and eventsourcing's settings take integers (libpq's connect timeout at least 2).
+
+    ``connect_timeout`` (``AIMM_DB_CONNECT_TIMEOUT``) bounds opening one connection;
+    ``pool_timeout`` (``AIMM_DB_POOL_TIMEOUT``) bounds waiting for a pooled one, on the
+    command side and the read side; ``command_timeout`` (``AIMM_DB_COMMAND_TIMEOUT``)
+    bounds one statement of an API read (a server that hangs rather than goes away).
+    """
+
+    connect_timeout: int = 3
+    pool_timeout: int = 5
+    command_timeout: int = 30
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> DatabaseTimeouts:
+        connect = _positive(env, "AIMM_DB_CONNECT_TIMEOUT", cls.connect_timeout)
+        if connect is not None and connect < 2:
+            raise SettingsError("AIMM_DB_CONNECT_TIMEOUT must be at least 2 seconds")
+        return cls(
+            connect_timeout=connect or cls.connect_timeout,
+            pool_timeout=_positive(env, "AIMM_DB_POOL_TIMEOUT", cls.pool_timeout)
+            or cls.pool_timeout,
+            command_timeout=_positive(env, "AIMM_DB_COMMAND_TIMEOUT", cls.command_timeout)
+            or cls.command_timeout,
+        )
+
+
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     text = env.get(name)
     if not text:
@@ -78,6 +146,8 @@ class Settings:
     log_level: str
     bootstrap_admin_key: str | None
     llm: LLMSettings = field(default_factory=LLMSettings)
+    database: DatabaseTimeouts = field(default_factory=DatabaseTimeouts)
+    limits: LimitSettings = field(default_factory=LimitSettings)
 
     @property
     def pgdata(self) -> Path:
@@ -123,6 +193,8 @@ class Settings:
             log_level=log_level,
             bootstrap_admin_key=admin_key,
             llm=LLMSettings.from_env(env),
+            database=DatabaseTimeouts.from_env(env),
+            limits=LimitSettings.from_env(env),
         )
 
     def configure_logging(self) -> None:

@@ -18,6 +18,14 @@ behind it; an auditor who needs a complete walk of a still-moving log filters by
 
 ``since`` is inclusive and ``until`` is inclusive, like ``aimm replay --until`` and the
 ``as_of`` replays (an event stamped exactly at ``as_of`` is part of that state).
+
+Unreadable stored events: every stored event the audit queries, the projector and the
+Kafka relay read goes through :func:`decode_checked`, which turns a row that does not
+decode (corrupt JSON, a missing field) into :class:`UnreadableEventError` naming the
+event — context, position, aggregate id and version — instead of a bare decoder error.
+The API answers it as a problem (``api.errors``), the projector halts that log at the
+event and records it in ``aimm_projection_faults``, the relay dead-letters it
+(``docs/reliability.md``, "Unreadable events and artifacts").
 """
 
 from __future__ import annotations
@@ -49,6 +57,55 @@ COLUMNS = (
     "principal",
     "correlation_id",
 )
+
+
+class UnreadableEventError(RuntimeError):
+    """A stored event whose bytes do not decode: named by context, position, aggregate
+    and version, so an operator can find the row (``<context>_events``)."""
+
+    def __init__(
+        self, context: str, position: int, aggregate_id: UUID, version: int, reason: str
+    ) -> None:
+        self.context = context
+        self.position = position
+        self.aggregate_id = aggregate_id
+        self.version = version
+        self.reason = reason
+        super().__init__(
+            f"the stored event at {context} position {position} (aggregate {aggregate_id}, "
+            f"version {version}) cannot be read: {reason}"
+        )
+
+
+def decode_checked(context: str, row: Sequence[Any]) -> Event:
+    """``projections.events.decode_row``, raising :class:`UnreadableEventError` on a row
+    that does not decode (row: notification id, originator id, version, topic, state)."""
+    try:
+        return decode_row(context, row)
+    except (msgspec.DecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise UnreadableEventError(
+            context, row[0], row[1], row[2], f"{type(exc).__name__}: {exc}"
+        ) from exc
+
+
+async def read_checked(
+    conn: asyncpg.Connection, context: str, after: int, limit: int
+) -> tuple[list[Event], UnreadableEventError | None]:
+    """Like ``projections.events.read_events``, but a row that does not decode ends the
+    batch: the events before it, and the error naming it (``None`` if all decoded)."""
+    rows = await conn.fetch(
+        f"SELECT {SELECT_COLUMNS} FROM {events_table(context)} WHERE notification_id > $1 "
+        "ORDER BY notification_id LIMIT $2",
+        after,
+        limit,
+    )
+    events: list[Event] = []
+    for row in rows:
+        try:
+            events.append(decode_checked(context, row))
+        except UnreadableEventError as exc:
+            return events, exc
+    return events, None
 
 
 class AuditIndex:
@@ -203,7 +260,7 @@ async def stored_events(
             positions,
         )
         for row in rows:
-            event = decode_row(context, row)
+            event = decode_checked(context, row)
             found[(context, event.position)] = event
     return found
 
@@ -231,7 +288,7 @@ async def aggregate_events(
         aggregate_id,
         up_to_version,
     )
-    return [decode_row(context, row) for row in rows]
+    return [decode_checked(context, row) for row in rows]
 
 
 def _plain(value: Any) -> Any:

@@ -13,6 +13,14 @@ The database going away ends a *session* (the listening connection, the catch-up
 loop); ``Projector.run`` starts a new one with capped, jittered exponential backoff
 (``application.retry``), logging one line per attempt, and the new session resumes
 from the positions stored in the database.
+
+An unreadable stored event (``projections.audit.UnreadableEventError``: corrupt JSON)
+halts that context's log at the event, for every projection following it: the events
+before it are applied, the event is recorded in ``aimm_projection_faults`` (context,
+position, aggregate, version, reason) and logged once as an error, and the other logs
+go on. Skipping it instead would leave read models that no rebuild reproduces (a lost
+``Registered`` breaks every later event of its aggregate). Once the row is repaired,
+the next pass applies it and clears the fault (``docs/reliability.md``).
 """
 
 from __future__ import annotations
@@ -26,8 +34,9 @@ from collections.abc import Mapping, Sequence
 import asyncpg
 
 from application.retry import run_async_until_stopped
+from projections.audit import UnreadableEventError, read_checked
 from projections.base import Projection, ddl, live_tables
-from projections.events import events_table, read_events
+from projections.events import events_table
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +58,16 @@ SETUP_DDL = (
         position bigint NOT NULL DEFAULT 0,
         updated_at timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (projection, context)
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS aimm_projection_faults (
+        context text PRIMARY KEY,
+        position bigint NOT NULL,
+        aggregate_id uuid NOT NULL,
+        version bigint NOT NULL,
+        reason text NOT NULL,
+        detected_at timestamptz NOT NULL DEFAULT now()
     )
     """,
 )
@@ -151,7 +170,10 @@ class Projector:
                     context,
                 )
             start = min(positions.values())
-            events = await read_events(conn, context, start, self.batch_size)
+            events, fault = await read_checked(conn, context, start, self.batch_size)
+            if fault is not None and not events:
+                await self._halt(conn, fault)
+                return 0
             if not events:
                 return 0
             last = events[-1].position
@@ -167,8 +189,29 @@ class Projector:
                 "WHERE projection = $1 AND context = $2",
                 [(p.name, context, last) for p in projections if positions[p.name] < last],
             )
+            await conn.execute("DELETE FROM aimm_projection_faults WHERE context = $1", context)
             await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}, '{context}:{last}'")
         return len(events)
+
+    async def _halt(self, conn: asyncpg.Connection, fault: UnreadableEventError) -> None:
+        """Record (once) that ``fault``'s context stops at its unreadable event."""
+        known = await conn.fetchval(
+            "SELECT position FROM aimm_projection_faults WHERE context = $1", fault.context
+        )
+        if known == fault.position:
+            return
+        log.error("projector: %s; this log is halted there until the row is repaired", fault)
+        await conn.execute(
+            "INSERT INTO aimm_projection_faults (context, position, aggregate_id, version, reason)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (context) DO UPDATE SET position = "
+            "excluded.position, aggregate_id = excluded.aggregate_id, version = excluded.version,"
+            " reason = excluded.reason, detected_at = now()",
+            fault.context,
+            fault.position,
+            fault.aggregate_id,
+            fault.version,
+            fault.reason,
+        )
 
     async def catch_up(self) -> int:
         """Apply batches until every followed log is fully projected."""

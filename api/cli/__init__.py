@@ -12,6 +12,7 @@ One module per command group, each defining plain click commands that ``main`` a
 - ``projections``: ``projections status|rebuild``;
 - ``audit``: ``replay``, ``audit verify``;
 - ``market_data``: ``market-data import``;
+- ``kafka``: ``kafka dead-letters [--retry]`` (what the relay could not publish);
 - ``assistant``: ``seed`` (the assistant's first roles and prompts).
 
 The entry point is ``aimm = "api.cli:main"``; ``python -m api.cli`` runs the same.
@@ -25,6 +26,7 @@ import click
 from api.cli.assistant import seed
 from api.cli.audit import audit, replay
 from api.cli.dev import dev
+from api.cli.kafka import kafka
 from api.cli.keys import keys
 from api.cli.market_data import market_data
 from api.cli.migrate import migrate
@@ -39,7 +41,7 @@ def main() -> None:
 
 for command in (
     migrate, serve, run_projector, run_relay, run_worker, dev,
-    keys, projections, replay, market_data, audit, seed,
+    keys, projections, replay, market_data, audit, seed, kafka,
 ):  # fmt: skip
     main.add_command(command)
 

@@ -21,13 +21,16 @@ def serve(projector: bool) -> None:
     import uvicorn
 
     from api.app import create_app
+    from api.overload import deadline_protocol
 
     settings = load_settings()
     with database(settings) as url:
         app = create_app(settings, url, run_projector=projector)
         uvicorn.run(
-            app, host=settings.host, port=settings.port, log_level=settings.log_level.lower()
-        )
+            app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
+            # a client has AIMM_REQUEST_TIMEOUT seconds to send a whole request (api/overload.py)
+            http=deadline_protocol(settings.limits.request_timeout),
+        )  # fmt: skip
 
 
 @click.command("projector")
@@ -121,7 +124,7 @@ def run_worker(lease_seconds: float, max_attempts: int, registrar: bool, scorer:
     jax_cache.enable(settings.data_dir / "jax-cache")
     with database(settings) as url:
         asyncio.run(run_migrate(url))
-        env = eventsourcing_env(url, pool_size=2)
+        env = eventsourcing_env(url, pool_size=2, create_tables=False)  # migrate made them
         stopping = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stopping.set())

@@ -9,6 +9,12 @@ does not spin, and a child that dies once after a long run is back at once. The 
 is never zero, which also keeps a terminal's Ctrl-C (delivered to every child as well
 as to ``aimm dev``) from being mistaken for a crash.
 
+The restart is the fallback, not how services live through a database outage: their
+loops retry inside the process (``application.retry``) and reconnect by themselves, so a
+restart of PostgreSQL of any length exits no child (``tests/faults/
+test_database_restart.py``; docs/reliability.md, "Database outage"). A child that starts
+while the database is away exits when it cannot migrate, and is started again here.
+
 SIGINT or SIGTERM stops the supervisor: every running child gets SIGTERM, is waited
 for (``STOP_SECONDS``), and killed if it does not exit.
 

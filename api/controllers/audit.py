@@ -4,6 +4,12 @@ The contract (``api/contract.py``, ``docs/audit.md``): reads only, never an even
 the filters' shapes are in the schema (``context`` one of the logs, times RFC 3339 with an
 offset, ``limit``/``cursor`` as on every list). A ``since`` later than ``until`` is an empty
 range, so an empty page — not an error, since no schema can compare two parameters.
+
+A stored event that no longer decodes (``projections.audit.UnreadableEventError``) is
+answered ``503`` problem+json naming it (``context``, ``position``, ``aggregate_id``,
+``aggregate_version``; ``api.errors``) by the reads that need it — a page that holds it,
+its aggregate's history — and by nothing else: other pages, contexts and aggregates, and
+``/verify`` (which hashes the stored bytes without decoding them), still answer.
 """
 
 from __future__ import annotations
@@ -207,11 +213,20 @@ async def history(
     then), and list the stored events that state was built from."""
     async with pool.acquire() as conn:
         context = await audit.context_of(conn, aggregate_id)
+        # Every stored event of it is decoded before the replay reads them, so an
+        # unreadable one is named (UnreadableEventError), not a decoder's bare error.
+        stored = (
+            []
+            if context is None
+            else await audit.aggregate_events(conn, context, aggregate_id, 2**62)
+        )
     if context is None:
         raise ProblemError(404, f"no aggregate {aggregate_id} in any context")
     aggregate, _ = await anyio.to_thread.run_sync(contexts[context].replay_as_of, aggregate_id, at)
-    async with pool.acquire() as conn:
-        events = await audit.aggregate_events(conn, context, aggregate_id, aggregate.version)
+    if stored and stored[-1].version < aggregate.version:  # appended since: read them too
+        async with pool.acquire() as conn:
+            stored = await audit.aggregate_events(conn, context, aggregate_id, aggregate.version)
+    events = [e for e in stored if e.version <= aggregate.version]
     return AggregateHistory(
         aggregate_id=aggregate_id,
         context=context,

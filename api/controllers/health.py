@@ -3,6 +3,12 @@
 ``/health/*`` are open (no key: a load balancer probes them); their OpenAPI operations
 say so with an empty ``security``. ``/metrics`` takes any valid key, agents' included:
 it shows counters and lags, no data of any agent.
+
+While the database is away ``/health/ready`` answers ``503`` with ``Retry-After`` and
+``checks.database`` naming the error, within the API pool's bounded waits
+(``infrastructure.settings.DatabaseTimeouts``), and ``200`` again once a query gets
+through: nothing needs restarting (docs/reliability.md, "Database outage").
+``/health/live`` does not touch the database: the process is up either way.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from litestar.plugins.prometheus import PrometheusController
 from prometheus_client import Gauge
 
 from api.contract import problems
+from api.errors import DATABASE_RETRY_AFTER
 from api.schemas import Health
 from projections.positions import status
 
@@ -67,8 +74,8 @@ class HealthController(Controller):
         responses={
             503: ResponseSpec(
                 Health,
-                description="Not ready: the database does not answer, or the projections "
-                "lag too far behind (`checks` says which).",
+                description="Not ready: the database does not answer (with `Retry-After`), "
+                "or the projections lag too far behind (`checks` says which).",
                 generate_examples=False,
             )
         },
@@ -79,7 +86,7 @@ class HealthController(Controller):
             lag = await refresh_projection_gauges(request)
         except Exception as exc:  # noqa: BLE001 - any failure here means "not ready"
             body = Health(status="down", checks={"database": f"unreachable: {type(exc).__name__}"})
-            return Response(body, status_code=503)
+            return Response(body, status_code=503, headers={"Retry-After": DATABASE_RETRY_AFTER})
         worst = max(lag.values(), default=0)
         checks = {
             "database": "ok",

@@ -1,0 +1,1 @@
+"""Fault tests: the real processes and database under outages, crashes and overload."""
