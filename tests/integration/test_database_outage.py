@@ -20,15 +20,18 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import asyncpg
 import pytest
 from eventsourcing.persistence import InterfaceError, OperationalError
 
+from api.keycache import KeyCache
 from application.contexts import Contexts
 from application.market_data import import_rows
 from application.registry import RegistryApplication
 from application.worker import TrainingWorker
 from domain.metadata import acting_as
 from domain.ml.runs import COMPLETED, QUEUED, RUNNING
+from infrastructure import keys
 from infrastructure.postgres import create_pool, eventsourcing_env
 from infrastructure.schema import migrate
 from infrastructure.wiring import build_contexts, jax_trainer, job_queue
@@ -189,3 +192,40 @@ async def test_the_projector_watcher_and_worker_resume_after_the_database_restar
         await pool.close()
         await asyncio.to_thread(registry.close)
         await asyncio.to_thread(contexts.close)
+
+
+async def test_the_key_cache_listens_again_after_the_database_restarts(
+    private_cluster: tuple[str, str],
+) -> None:
+    """A revocation reaches the API's key cache by NOTIFY; after the database restarted,
+    the cache listens again by itself, so a revocation still drops the cached key at once
+    (the TTL never removes an entry: only the notification does)."""
+    name, url = private_cluster
+    await migrate(url)
+    pool = await create_pool(url, max_size=4)
+    cache = KeyCache(pool)
+    await cache.start()
+    try:
+        async with pool.acquire() as conn:
+            key, info = await keys.create_key(conn, roles=["viewer"], name="k", created_by="t")
+        assert await cache.lookup(key) is not None
+        _cluster("pg_ctlcluster", VERSION, name, "stop", "-m", "fast")
+        await _until(lambda: not cache.listening, 30)
+        assert keys.hash_key(key) not in cache._entries  # emptied when the listener was lost
+        _cluster("pg_ctlcluster", VERSION, name, "start")
+        await _until(lambda: cache.listening, 60)
+        found = None
+        for _ in range(50):  # a pooled connection that died with the server: a retry
+            try:
+                found = await cache.lookup(key)
+                break
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                await asyncio.sleep(0.1)
+        assert found is not None and keys.hash_key(key) in cache._entries
+        async with pool.acquire() as conn:
+            assert await keys.revoke_key(conn, info.key_id, revoked_by="t", reason="test")
+        await _until(lambda: keys.hash_key(key) not in cache._entries, 30)
+        assert await cache.lookup(key) is None
+    finally:
+        await cache.stop()
+        await pool.close()
