@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
+from uuid import UUID
 
 import asyncpg
+from eventsourcing.projection import EventSourcedProjection
 
+from application.registrar import ModelRegistrar
+from application.scorer import PredictionScorer
 from infrastructure import job_queue, kafka_relay, keys
 from infrastructure.postgres import ensure_database, eventsourcing_env
 from infrastructure.wiring import build_contexts
@@ -32,6 +37,9 @@ async def migrate(url: str) -> None:
         # The event store creates its tables (one per context) when the applications start.
         contexts = await asyncio.to_thread(build_contexts, eventsourcing_env(url, pool_size=1))
         contexts.close()
+        # ...and the process managers' tracking tables (registry_tracking,
+        # predictions_tracking): the services build everything without creating tables
+        await asyncio.to_thread(_create_tracking_tables, eventsourcing_env(url, pool_size=1))
         # API keys are events now; an older version's key table becomes events below.
         await keys.set_aside_legacy_table(conn)
         # The relay's positions (and its dead letters, kafka_dead_letters) exist from the
@@ -44,3 +52,17 @@ async def migrate(url: str) -> None:
         await keys.import_legacy_keys(conn)
     finally:
         await conn.close()
+
+
+class _TrackingTables(EventSourcedProjection[UUID]):
+    """A process manager's recorder and nothing else: constructing it creates the log's
+    tracking table, as the process manager would at its first start."""
+
+    def policy(self, domain_event: Any, processing_event: Any) -> None:
+        """Never runs: nothing is followed."""
+
+
+def _create_tracking_tables(env: dict[str, str]) -> None:
+    for manager in (ModelRegistrar, PredictionScorer):
+        tables = type(f"{manager.__name__}Tables", (_TrackingTables,), {"name": manager.name})
+        tables(env=env).close()
