@@ -22,6 +22,7 @@ import time
 from typing import Any
 
 import asyncpg
+from eventsourcing.persistence import MapperDeserialisationError
 from litestar import MediaType, Request, Response
 from litestar.exceptions import (
     HTTPException,
@@ -243,6 +244,20 @@ def on_unreadable_artifact(
     )
 
 
+def on_undecodable_event(
+    request: Request[Any, Any, Any], exc: MapperDeserialisationError
+) -> Response[Any]:
+    """A command (or a read of the write side) met a stored event of its aggregate that
+    does not decode: the event store names its topic, aggregate and version."""
+    log.error("%s %s: %s", request.method, request.url.path, exc)
+    return problem(
+        request,
+        HTTP_503_SERVICE_UNAVAILABLE,
+        f"a stored event cannot be read: {exc}",
+        type="urn:aimm:problem:unreadable-event",
+    )
+
+
 DATABASE_RETRY_AFTER = "2"  # seconds: a restarting server is usually back within a few
 DATABASE_LOG_EVERY = 5.0  # seconds between two "database unavailable" log lines
 _database_logged = [0.0]  # when the last one was logged
@@ -294,6 +309,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     asyncpg.exceptions.UntranslatableCharacterError: on_unstorable_text,
     UnreadableEventError: on_unreadable_event,
     ArtifactIntegrityError: on_unreadable_artifact,
+    MapperDeserialisationError: on_undecodable_event,
     **dict.fromkeys(DATABASE_ERROR_TYPES, on_database_error),
     Exception: on_unexpected,
 }

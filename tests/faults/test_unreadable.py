@@ -133,6 +133,16 @@ async def test_a_corrupt_event_is_named_by_the_reads_that_need_it_and_by_no_othe
     assert models.status_code == 200
     assert {m["id"] for m in models.json()["items"]} == {bad, good}
     assert (await api.client.get("/health/live")).status_code == 200
+    # A command on the aggregate loads it from its events: 503 naming the event, not a 500;
+    # the same command on another aggregate goes through.
+    for model_id, status in ((bad, 503), (good, 200)):
+        changed = await api.client.patch(
+            f"{MODELS}/{model_id}", json={"description": "again"}, headers=api.auth("operator")
+        )
+        assert changed.status_code == status, changed.text
+        if status == 503:
+            assert changed.json()["type"] == "urn:aimm:problem:unreadable-event"
+            assert model_id in changed.json()["detail"] and "version 1" in changed.json()["detail"]
     # verify hashes the stored bytes without decoding them: it reports the change.
     report = await api.client.get("/api/v1/audit/verify", headers=auditor)
     assert report.status_code == 200, report.text
