@@ -51,7 +51,7 @@ from domain.errors import (
     VersionConflictError,
 )
 from infrastructure.postgres import DATABASE_ERROR_TYPES, database_unavailable
-from projections.audit import UnreadableEventError
+from projections.events import UnreadableEventError
 
 log = logging.getLogger(__name__)
 

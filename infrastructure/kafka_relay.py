@@ -46,11 +46,12 @@ from kafka.errors import (
 
 from application.contexts import CONTEXTS
 from application.retry import run_async_until_stopped
-from projections.audit import UnreadableEventError, decode_checked, read_checked
+from projections.audit import decode_checked, read_checked
 from projections.events import (
     EVENT_ID_NAMESPACE,
     SELECT_COLUMNS,
     Event,
+    UnreadableEventError,
     envelope,
     event_id,
     events_table,

@@ -41,7 +41,13 @@ import asyncpg
 import msgspec
 
 from application.contexts import CONTEXTS
-from projections.events import SELECT_COLUMNS, Event, decode_row, events_table
+from projections.events import (
+    SELECT_COLUMNS,
+    Event,
+    UnreadableEventError,
+    decode_row,
+    events_table,
+)
 from projections.registry_models import split_table
 
 log = logging.getLogger(__name__)
@@ -57,24 +63,6 @@ COLUMNS = (
     "principal",
     "correlation_id",
 )
-
-
-class UnreadableEventError(RuntimeError):
-    """A stored event whose bytes do not decode: named by context, position, aggregate
-    and version, so an operator can find the row (``<context>_events``)."""
-
-    def __init__(
-        self, context: str, position: int, aggregate_id: UUID, version: int, reason: str
-    ) -> None:
-        self.context = context
-        self.position = position
-        self.aggregate_id = aggregate_id
-        self.version = version
-        self.reason = reason
-        super().__init__(
-            f"the stored event at {context} position {position} (aggregate {aggregate_id}, "
-            f"version {version}) cannot be read: {reason}"
-        )
 
 
 def decode_checked(context: str, row: Sequence[Any]) -> Event:

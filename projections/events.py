@@ -51,7 +51,37 @@ def _type_of(topic: str) -> str:
     return kind
 
 
+class UnreadableEventError(RuntimeError):
+    """A stored event whose bytes do not decode: named by context, position, aggregate
+    and version, so an operator can find the row (``<context>_events``)."""
+
+    def __init__(
+        self, context: str, position: int, aggregate_id: UUID, version: int, reason: str
+    ) -> None:
+        self.context = context
+        self.position = position
+        self.aggregate_id = aggregate_id
+        self.version = version
+        self.reason = reason
+        super().__init__(
+            f"the stored event at {context} position {position} (aggregate {aggregate_id}, "
+            f"version {version}) cannot be read: {reason}"
+        )
+
+
 def decode_row(context: str, row: Sequence[Any]) -> Event:
+    """One stored row (notification id, originator id, version, topic, state) as an
+    ``Event``; a row that does not decode raises :class:`UnreadableEventError` naming it,
+    for every reader (projector, rebuild, replay, audit, relay)."""
+    try:
+        return _decode_row(context, row)
+    except (msgspec.DecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise UnreadableEventError(
+            context, row[0], row[1], row[2], f"{type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _decode_row(context: str, row: Sequence[Any]) -> Event:
     notification_id, originator_id, version, topic, state = row
     data = _decode(state)
     stamp = data.pop("timestamp")

@@ -34,9 +34,9 @@ from collections.abc import Mapping, Sequence
 import asyncpg
 
 from application.retry import run_async_until_stopped
-from projections.audit import UnreadableEventError, read_checked
+from projections.audit import read_checked
 from projections.base import Projection, ddl, live_tables
-from projections.events import events_table
+from projections.events import UnreadableEventError, events_table
 
 log = logging.getLogger(__name__)
 

@@ -61,6 +61,7 @@ def projections_rebuild(as_of: str | None, names: tuple[str, ...]) -> None:
     from infrastructure.schema import migrate as run_migrate
     from projections.audit_chain import AuditChain, verify
     from projections.catalog import all_projections
+    from projections.events import UnreadableEventError
     from projections.rebuild import rebuild_many
 
     settings = load_settings()
@@ -92,7 +93,13 @@ def projections_rebuild(as_of: str | None, names: tuple[str, ...]) -> None:
                 def report(done: int, total: int) -> None:
                     progress.update(task, completed=done, total=total)
 
-                results = await rebuild_many(pool, chosen, as_of=cutoff, progress=report)
+                try:
+                    results = await rebuild_many(pool, chosen, as_of=cutoff, progress=report)
+                except UnreadableEventError as exc:  # the live read models stay as they were
+                    raise click.ClickException(
+                        f"{exc}: repair or restore that row (docs/reliability.md, "
+                        "'Unreadable events and artifacts'); the read models in use were left as they were"
+                    ) from None
                 done = max((r.events for r in results), default=0)
                 progress.update(task, completed=done, total=max(done, 1))
                 for result in results:

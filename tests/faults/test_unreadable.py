@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import subprocess
+import sys
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -26,9 +29,9 @@ from domain.claims import UniqueClaim
 from domain.metadata import acting_as
 from infrastructure.kafka_relay import KafkaRelay, dead_letters, relay_positions
 from infrastructure.postgres import create_pool
-from projections.audit import UnreadableEventError, read_checked
+from projections.audit import read_checked
 from projections.catalog import all_projections
-from projections.events import event_id, read_events
+from projections.events import UnreadableEventError, event_id, read_events
 from projections.projector import Projector
 from tests.helpers import Api, running_api
 from tests.integration.test_kafka_relay import by_aggregate, ids_of, read_topic
@@ -143,6 +146,20 @@ async def test_a_corrupt_event_is_named_by_the_reads_that_need_it_and_by_no_othe
         if status == 503:
             assert changed.json()["type"] == "urn:aimm:problem:unreadable-event"
             assert model_id in changed.json()["detail"] and "version 1" in changed.json()["detail"]
+    # A rebuild stops at the event with a message naming it, and leaves the read models
+    # in use as they were.
+    rebuilt = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "api.cli", "projections", "rebuild", "--projection", "registry_models"],
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("AIMM_")},
+             "AIMM_DATABASE_URL": api.url},
+        capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert rebuilt.returncode == 1, rebuilt.stdout + rebuilt.stderr
+    assert f"position {row['notification_id']}" in rebuilt.stderr and bad in rebuilt.stderr
+    assert "Traceback" not in rebuilt.stderr
+    still = await api.client.get(MODELS, headers=api.auth("viewer"))
+    assert {m["id"] for m in still.json()["items"]} == {bad, good}
     # verify hashes the stored bytes without decoding them: it reports the change.
     report = await api.client.get("/api/v1/audit/verify", headers=auditor)
     assert report.status_code == 200, report.text
