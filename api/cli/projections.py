@@ -98,7 +98,8 @@ def projections_rebuild(as_of: str | None, names: tuple[str, ...]) -> None:
                 except UnreadableEventError as exc:  # the live read models stay as they were
                     raise click.ClickException(
                         f"{exc}: repair or restore that row (docs/reliability.md, "
-                        "'Unreadable events and artifacts'); the read models in use were left as they were"
+                        "'Unreadable events and artifacts'); the read models in use were "
+                        "left as they were"
                     ) from None
                 done = max((r.events for r in results), default=0)
                 progress.update(task, completed=done, total=max(done, 1))

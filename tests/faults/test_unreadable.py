@@ -148,9 +148,10 @@ async def test_a_corrupt_event_is_named_by_the_reads_that_need_it_and_by_no_othe
             assert model_id in changed.json()["detail"] and "version 1" in changed.json()["detail"]
     # A rebuild stops at the event with a message naming it, and leaves the read models
     # in use as they were.
+    rebuild = ["projections", "rebuild", "--projection", "registry_models"]
     rebuilt = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "api.cli", "projections", "rebuild", "--projection", "registry_models"],
+        [sys.executable, "-m", "api.cli", *rebuild],
         env={**{k: v for k, v in os.environ.items() if not k.startswith("AIMM_")},
              "AIMM_DATABASE_URL": api.url},
         capture_output=True, text=True, timeout=180, check=False,
