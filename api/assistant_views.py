@@ -39,6 +39,7 @@ from api.assistant_schemas import (
     SettingsOut,
     VersionSummary,
 )
+from api.contract import jsonb
 from application.assistant import effective_settings
 from domain.assistant.config import AssistantConfig, Role
 from domain.assistant.models import ModelRef, parse_model_ref, stated_context_length
@@ -52,12 +53,6 @@ from domain.assistant.prompts import (
     template_warnings,
 )
 from projections import assistant as views
-
-_decode = msgspec.json.decode
-
-
-def _json(value: Any) -> Any:
-    return _decode(value) if isinstance(value, str | bytes) else value
 
 
 def settings_out(settings: ModelSettings | Mapping[str, Any]) -> SettingsOut:
@@ -103,7 +98,7 @@ def config_changed(shown: ConfigOut, changed: Sequence[str]) -> ConfigChanged:
 
 
 def _role_from_row(row: Any, **extra: Any) -> RoleOut:
-    settings = _json(row["settings"])
+    settings = jsonb(row["settings"])
     return RoleOut(
         role=row["role"],
         name=row["name"],
@@ -132,10 +127,10 @@ def _target(model: str, found: Mapping[str, Any]) -> RegistryTarget | None:
     if not isinstance(ref, ModelRef) or not ref.is_registry or ref.name not in found:
         return None
     row = found[ref.name]
-    number = ref.version if ref.environment is None else _json(row["active"]).get(ref.environment)
+    number = ref.version if ref.environment is None else jsonb(row["active"]).get(ref.environment)
     if number is None or number not in row["versions"]:
         return None
-    lengths = _json(row["context_lengths"]) or {}
+    lengths = jsonb(row["context_lengths"]) or {}
     return RegistryTarget(
         model_id=row["id"],
         model_name=row["name"],
@@ -169,7 +164,7 @@ def _running(prompt_id: UUID | None, prompts: Mapping[UUID, Any]) -> RunningProm
     row = prompts.get(prompt_id) if prompt_id is not None else None
     if row is None:
         return None
-    production = _json(row["labels"]).get(PRODUCTION)
+    production = jsonb(row["labels"]).get(PRODUCTION)
     return RunningPrompt(id=row["id"], name=row["name"], label=PRODUCTION, version=production)
 
 
@@ -241,7 +236,7 @@ def role_view(
 def history_from_row(row: Any) -> RoleHistoryEntry:
     changes = {
         name: FieldChange(change.get("before"), change.get("after"))
-        for name, change in _json(row["changes"]).items()
+        for name, change in jsonb(row["changes"]).items()
     }
     return RoleHistoryEntry(
         sequence=row["sequence"],
@@ -286,7 +281,7 @@ _PROMPT_FIELDS = tuple(PromptOut.__struct_fields__)
 
 def prompt_summary_from_row(row: Any) -> PromptSummary:
     values = {f: row[f] for f in _PROMPT_FIELDS}
-    values["labels"] = _json(row["labels"])
+    values["labels"] = jsonb(row["labels"])
     return PromptSummary(
         **values,
         latest_message=row["latest_message"],
@@ -297,7 +292,7 @@ def prompt_summary_from_row(row: Any) -> PromptSummary:
 
 def prompt_detail_from_row(row: Any) -> PromptDetail:
     values = {f: row[f] for f in _PROMPT_FIELDS}
-    values["labels"] = _json(row["labels"])
+    values["labels"] = jsonb(row["labels"])
     return PromptDetail(**values)
 
 
@@ -335,8 +330,8 @@ def _content_of(row: Any) -> PromptContent:
     return PromptContent(
         row["system_template"],
         row["user_template"],
-        tuple(_json(row["variables"])),
-        _json(row["overrides"]),
+        tuple(jsonb(row["variables"])),
+        jsonb(row["overrides"]),
     )
 
 
@@ -349,7 +344,7 @@ async def version_detail_from_read_models(
         return None
     role = await views.role(conn, prompt["role"])
     content = _content_of(row)
-    role_settings = settings_of(_json(role["settings"])) if role else ModelSettings()
+    role_settings = settings_of(jsonb(role["settings"])) if role else ModelSettings()
     return PromptVersionDetail(
         prompt_id=prompt_id,
         aggregate_version=prompt["version"],
@@ -359,12 +354,12 @@ async def version_detail_from_read_models(
         variables=list(content.variables),
         overrides=dict(content.overrides),
         model=row["model"],
-        runs_on=msgspec.convert(_json(row["runs_on"]), RunsOn),
+        runs_on=msgspec.convert(jsonb(row["runs_on"]), RunsOn),
         content_hash=row["content_hash"],
         message=row["message"],
         created_at=row["created_at"],
         created_by=row["created_by"],
-        labels=_labels_of(_json(prompt["labels"]), number),
+        labels=_labels_of(jsonb(prompt["labels"]), number),
         warnings=[
             FieldWarning(w.field, w.message)
             for w in template_warnings(
@@ -382,7 +377,7 @@ def version_summary_from_row(row: Any, labels: Mapping[str, int]) -> VersionSumm
         message=row["message"],
         content_hash=row["content_hash"],
         model=row["model"],
-        registry_version=_json(row["runs_on"]).get("registry_version"),
+        registry_version=jsonb(row["runs_on"]).get("registry_version"),
         created_at=row["created_at"],
         created_by=row["created_by"],
         labels=_labels_of(labels, row["number"]),
@@ -456,7 +451,7 @@ _JSON_FIELDS = ("subjects", "inputs", "assertions", "settings", "cases")
 
 
 def _test_values(row: Any, fields: Sequence[str]) -> dict[str, Any]:
-    return {f: _json(row[f]) if f in _JSON_FIELDS else row[f] for f in fields}
+    return {f: jsonb(row[f]) if f in _JSON_FIELDS else row[f] for f in fields}
 
 
 def test_summary_from_row(row: Any) -> PromptTestSummary:

@@ -294,6 +294,12 @@ def etag(version: int) -> dict[str, str]:
 # -- reads --------------------------------------------------------------------------------
 
 
+def jsonb(value: Any) -> Any:
+    """A ``jsonb`` column as asyncpg returns it (text) decoded; None and values already
+    decoded pass through."""
+    return msgspec.json.decode(value) if isinstance(value, str | bytes) else value
+
+
 @contextlib.asynccontextmanager
 async def snapshot(request: Request[Any, Any, Any]) -> AsyncIterator[asyncpg.Connection]:
     """A connection in a read-only, repeatable-read transaction: one consistent view of

@@ -15,6 +15,7 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
+from api.contract import jsonb
 from api.registry_schemas import (
     DeploymentOut,
     MetricsOut,
@@ -27,12 +28,6 @@ from api.schemas import ModelOut
 from domain.registry.model import Model
 from domain.registry.versions import Deployment, ModelVersion
 from projections import registry_models, registry_versions
-
-_decode = msgspec.json.decode
-
-
-def _json(value: Any) -> Any:
-    return _decode(value) if isinstance(value, str | bytes) else value
 
 
 def active_of(versions: Sequence[Any]) -> dict[str, int]:
@@ -107,7 +102,7 @@ def summary_from_row(row: Any) -> ModelSummary:
     return ModelSummary(
         **{f: row[f] for f in _MODEL_FIELDS},
         latest_version=row["latest_version"],
-        active=_json(row["active"]),
+        active=jsonb(row["active"]),
     )
 
 
@@ -122,10 +117,10 @@ def _version_from_row(v: Any, history: list[MetricsOut]) -> VersionOut:
         environments=list(v["environments"]),
         artifact=v["artifact"],
         framework=v["framework"],
-        parameters=_json(v["parameters"]),
-        metrics=_json(v["metrics"]),
+        parameters=jsonb(v["parameters"]),
+        metrics=jsonb(v["metrics"]),
         metrics_history=history,
-        lineage=_json(v["lineage"]),
+        lineage=jsonb(v["lineage"]),
         description=v["description"],
         created_at=v["created_at"],
         created_by=v["created_by"],
@@ -136,7 +131,7 @@ def _histories(rows: Sequence[Any]) -> dict[int, list[MetricsOut]]:
     history: dict[int, list[MetricsOut]] = {}
     for m in rows:
         history.setdefault(m["version"], []).append(
-            MetricsOut(_json(m["metrics"]), m["source"], m["recorded_at"], m["recorded_by"])
+            MetricsOut(jsonb(m["metrics"]), m["source"], m["recorded_at"], m["recorded_by"])
         )
     return history
 

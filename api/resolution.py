@@ -22,20 +22,14 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-import msgspec
-
 from api.assistant_views import settings_of
+from api.contract import jsonb
 from domain.assistant.experiment import ExperimentConflictError
 from domain.assistant.experiments import ExperimentDefinition
 from domain.assistant.prompts import ModelSettings, merge
 from domain.errors import NotFoundError
 
-_decode = msgspec.json.decode
 MAX_DEFINITIONS = 1024
-
-
-def _json(value: Any) -> Any:
-    return _decode(value) if isinstance(value, str | bytes) else value
 
 
 class Resolver:
@@ -49,7 +43,7 @@ class Resolver:
         """The experiment's definition, parsed once (it never changes)."""
         found = self._definitions.get(experiment_id)
         if found is None:
-            found = ExperimentDefinition.from_dict(_json(text))
+            found = ExperimentDefinition.from_dict(jsonb(text))
             with self._lock:
                 if len(self._definitions) >= MAX_DEFINITIONS:
                     self._definitions.clear()
@@ -61,13 +55,13 @@ class Resolver:
         the production version. 404 unknown role, 409 neither runs."""
         if row is None:
             raise NotFoundError(f"role {role!r} not found")
-        role_settings = settings_of(_json(row["settings"]))
+        role_settings = settings_of(jsonb(row["settings"]))
         experiment_id = row["experiment_id"]
         if experiment_id is not None:
             definition = self.definition(experiment_id, row["definition"])
             index = definition.assign(unit)
             variant = definition.variants[index]
-            version = _json(row["variant_versions"])[index]
+            version = jsonb(row["variant_versions"])[index]
             settings = merge(merge(role_settings, version["overrides"]), variant.settings)
             return _answer(
                 role, unit, row, "experiment", index, variant.prompt_id,
@@ -78,7 +72,7 @@ class Resolver:
             raise ExperimentConflictError(
                 f"role {role!r} runs no prompt version in production and no experiment"
             )
-        settings = merge(role_settings, _json(row["production_overrides"]))
+        settings = merge(role_settings, jsonb(row["production_overrides"]))
         return _answer(
             role, unit, row, "production", None, str(row["prompt_id"]), number,
             row["production_model"], settings,

@@ -35,6 +35,7 @@ from api.contract import (
     IdempotencyKey,
     IfMatch,
     etag,
+    jsonb,
     problems,
     read_one,
     snapshot,
@@ -52,7 +53,6 @@ from projections import assistant as views
 from projections import assistant_suites as suite_views
 
 LLM_RETRY_AFTER = "30"  # seconds, as POST …/test answers a provider failure
-_decode = msgspec.json.decode
 _BUILTIN = (UUID, datetime)
 
 SAVED_AGAIN = ResponseSpec(
@@ -71,10 +71,6 @@ QUEUED_JOB = ResponseSpec(
 
 class SuiteRunsPage(msgspec.Struct):
     items: list[SuiteRunOut]
-
-
-def _json(value: Any) -> Any:
-    return _decode(value) if isinstance(value, str | bytes) else value
 
 
 def _suite_ref(value: Any) -> Any:
@@ -116,7 +112,7 @@ def suite_out(suite: PromptSuite, changed: bool | None = None) -> SuiteOut:
 def suite_from_row(row: Any) -> SuiteOut:
     values = {f: row[f] for f in SuiteOut.__struct_fields__ if f not in ("changed",)}
     for name in ("inputs", "assertions", "settings"):
-        values[name] = _json(values[name])
+        values[name] = jsonb(values[name])
     return msgspec.convert(values, SuiteOut, builtin_types=_BUILTIN)
 
 
@@ -153,8 +149,8 @@ def job_out(job: PromptTestJob) -> PromptTestJobOut:
 
 def job_from_row(row: Any) -> PromptTestJobOut:
     values = dict(row)
-    values["subjects"] = _json(values["subjects"])
-    values["suite"] = _suite_ref(_json(values["suite"]))
+    values["subjects"] = jsonb(values["subjects"])
+    values["suite"] = _suite_ref(jsonb(values["suite"]))
     values["aggregate_version"] = values.pop("version")
     values.pop("correlation_id", None)
     run_id = values["run_id"]
