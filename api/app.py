@@ -18,6 +18,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig
 
 from api.auth import authentication_middleware, correlation_middleware
+from api.console import console_routes
 from api.contract import ClosedStructs, allow_middleware
 from api.controllers.assistant_config import AssistantConfigController
 from api.controllers.audit import AuditController
@@ -112,7 +113,7 @@ def create_app(settings: Settings, database_url: str, *, run_projector: bool = F
     prometheus = PrometheusConfig(app_name="aimm", prefix="aimm", group_path=True)
     limits = settings.limits
     app = Litestar(
-        route_handlers=ROUTES,
+        route_handlers=[*ROUTES, *console_routes(settings.console_dir)],
         lifespan=[lifespan],
         middleware=[
             correlation_middleware,

@@ -19,6 +19,7 @@ from litestar.middleware import (
 )
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.console import OPEN_PATTERNS as CONSOLE_PATTERNS
 from api.keycache import BOOTSTRAP_ADMIN
 from infrastructure.keys import Principal
 
@@ -48,7 +49,9 @@ class KeyAuthentication(AbstractAuthenticationMiddleware):
 
 
 def authentication_middleware() -> DefineMiddleware:
-    return DefineMiddleware(KeyAuthentication, exclude=[f"^{p}$" for p in OPEN_PATHS])
+    return DefineMiddleware(
+        KeyAuthentication, exclude=[*(f"^{p}$" for p in OPEN_PATHS), *CONSOLE_PATTERNS]
+    )
 
 
 def allow(*roles: str) -> Any:

@@ -46,6 +46,9 @@ class LLMSettings:
         )
 
 
+# `make console` builds the console here (npm in console/)
+DEFAULT_CONSOLE_DIR = Path(__file__).resolve().parents[1] / "console" / "dist"
+
 RATE_UNITS = ("second", "minute", "hour", "day")
 
 
@@ -148,6 +151,8 @@ class Settings:
     llm: LLMSettings = field(default_factory=LLMSettings)
     database: DatabaseTimeouts = field(default_factory=DatabaseTimeouts)
     limits: LimitSettings = field(default_factory=LimitSettings)
+    # the web console's built files, served at / (api/console.py)
+    console_dir: Path = field(default_factory=lambda: DEFAULT_CONSOLE_DIR)
 
     @property
     def pgdata(self) -> Path:
@@ -195,6 +200,7 @@ class Settings:
             llm=LLMSettings.from_env(env),
             database=DatabaseTimeouts.from_env(env),
             limits=LimitSettings.from_env(env),
+            console_dir=Path(env.get("AIMM_CONSOLE_DIR") or DEFAULT_CONSOLE_DIR).resolve(),
         )
 
     def configure_logging(self) -> None:

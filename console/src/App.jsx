@@ -1,0 +1,69 @@
+import { lazy, Suspense, useEffect, useState } from "react";
+import { NavLink, Navigate, Route, Routes } from "react-router-dom";
+import { clearKey, getKey } from "./api.js";
+import KeyGate from "./components/KeyGate.jsx";
+
+// each page is its own chunk: a page loads only the libraries it draws with
+const ModelRegistry = lazy(() => import("./pages/registry/ModelRegistry.jsx"));
+const PredictionDashboard = lazy(() => import("./pages/predictions/PredictionDashboard.jsx"));
+const MemoryGraph = lazy(() => import("./pages/memory/MemoryGraph.jsx"));
+const AIAssistantConfig = lazy(() => import("./pages/assistant/AIAssistantConfig.jsx"));
+const ModelTraining = lazy(() => import("./pages/training/ModelTraining.jsx"));
+
+const PAGES = [
+  { path: "/registry", label: "Model registry", element: <ModelRegistry /> },
+  { path: "/predictions", label: "Predictions", element: <PredictionDashboard /> },
+  { path: "/memory", label: "Memory graph", element: <MemoryGraph /> },
+  { path: "/assistant", label: "Assistant", element: <AIAssistantConfig /> },
+  { path: "/training", label: "Training", element: <ModelTraining /> },
+];
+
+export default function App() {
+  const [key, setKeyState] = useState(getKey());
+  useEffect(() => {
+    const out = () => setKeyState(null);
+    window.addEventListener("aimm:signed-out", out);
+    return () => window.removeEventListener("aimm:signed-out", out);
+  }, []);
+
+  return (
+    <>
+      <a className="skip" href="#main">
+        Skip to content
+      </a>
+      <header className="top">
+        <span className="brand">aimm</span>
+        {key && (
+          <nav aria-label="Pages">
+            <ul>
+              {PAGES.map((page) => (
+                <li key={page.path}>
+                  <NavLink to={page.path}>{page.label}</NavLink>
+                </li>
+              ))}
+            </ul>
+          </nav>
+        )}
+        {key && (
+          <button type="button" className="quiet" onClick={clearKey}>
+            Forget key
+          </button>
+        )}
+      </header>
+      <main id="main" tabIndex={-1}>
+        {key ? (
+          <Suspense fallback={<p role="status">Loading…</p>}>
+            <Routes>
+              {PAGES.map((page) => (
+                <Route key={page.path} path={`${page.path}/*`} element={page.element} />
+              ))}
+              <Route path="*" element={<Navigate to="/registry" replace />} />
+            </Routes>
+          </Suspense>
+        ) : (
+          <KeyGate onKey={setKeyState} />
+        )}
+      </main>
+    </>
+  );
+}

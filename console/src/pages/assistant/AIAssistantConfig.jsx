@@ -1,0 +1,3 @@
+export default function AIAssistantConfig() {
+  return <h1>AIAssistantConfig</h1>;
+}

@@ -1,0 +1,3 @@
+export default function MemoryGraph() {
+  return <h1>MemoryGraph</h1>;
+}

@@ -1,0 +1,3 @@
+export default function PredictionDashboard() {
+  return <h1>PredictionDashboard</h1>;
+}

@@ -1,0 +1,3 @@
+export default function ModelRegistry() {
+  return <h1>ModelRegistry</h1>;
+}

@@ -1,0 +1,3 @@
+export default function ModelTraining() {
+  return <h1>ModelTraining</h1>;
+}

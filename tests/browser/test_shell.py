@@ -1,0 +1,85 @@
+"""The console's frame: the key asked once, the five pages, errors a person can act on."""
+
+from __future__ import annotations
+
+import httpx
+from playwright.async_api import Browser, expect
+
+from tests.browser.conftest import (
+    Console,
+    Service,
+    axe_violations,
+    screenshot,
+    unreachable_by_keyboard,
+    with_axe,
+)
+
+PAGES = ["Model registry", "Predictions", "Memory graph", "Assistant", "Training"]
+
+
+async def test_the_key_is_asked_once_and_a_wrong_one_is_refused(
+    browser: Browser, service: Service
+) -> None:
+    context = await browser.new_context()
+    await with_axe(context)
+    page = await context.new_page()
+    try:
+        await page.goto(service.base + "/")
+        await expect(page.get_by_role("heading", name="Sign in with an API key")).to_be_visible()
+        assert await axe_violations(page) == []
+        await page.get_by_role("textbox", name="API key").fill("not-a-key-of-anybody")
+        await page.get_by_role("button", name="Sign in").click()
+        await expect(page.get_by_role("alert")).to_contain_text("unknown or revoked")
+        await screenshot(page, "sign-in")
+        await page.get_by_role("textbox", name="API key").fill(service.key)
+        await page.keyboard.press("Enter")
+        nav = page.get_by_role("navigation", name="Pages")
+        await expect(nav.get_by_role("link")).to_have_text(PAGES)
+        # kept for the tab: a reload does not ask again
+        await page.reload()
+        await expect(nav).to_be_visible()
+        assert await page.evaluate("sessionStorage.getItem('aimm.apiKey')") == service.key
+        await page.get_by_role("button", name="Forget key").click()
+        await expect(page.get_by_role("textbox", name="API key")).to_be_visible()
+        assert await page.evaluate("sessionStorage.getItem('aimm.apiKey')") is None
+    finally:
+        await context.close()
+
+
+async def test_every_page_is_reached_from_the_keyboard(console: Console) -> None:
+    page = await console.open("/registry")
+    await expect(page.get_by_role("navigation", name="Pages")).to_be_visible()
+    for name in PAGES:
+        await page.locator("main").focus()
+        await page.evaluate("document.activeElement.blur()")
+        for _ in range(12):
+            await page.keyboard.press("Tab")
+            if await page.evaluate("document.activeElement.textContent") == name:
+                break
+        else:
+            raise AssertionError(f"{name!r} is never focused by Tab")
+        await page.keyboard.press("Enter")
+        link = page.get_by_role("link", name=name)
+        await expect(link).to_have_attribute("aria-current", "page")
+
+
+async def test_the_page_is_served_with_a_policy_that_keeps_it_on_aimm(service: Service) -> None:
+    async with httpx.AsyncClient() as client:
+        response = await client.get(service.base + "/")
+    assert response.status_code == 200
+    policy = response.headers["content-security-policy"]
+    assert "default-src 'self'" in policy and "connect-src 'self'" in policy
+    assert "http" not in response.text.split("<body>")[0], "the page names another host"
+
+
+async def test_the_sign_in_page_is_reachable_by_keyboard(
+    browser: Browser, service: Service
+) -> None:
+    context = await browser.new_context()
+    page = await context.new_page()
+    try:
+        await page.goto(service.base + "/")
+        await page.get_by_role("textbox", name="API key").fill("x")
+        assert await unreachable_by_keyboard(page) == []
+    finally:
+        await context.close()
