@@ -4,7 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench clean console console-if-node
+
+# the web console (console/): npm ci from the committed lock file, then a Vite build into
+# console/dist, redone only when a source is newer than the build
+CONSOLE_DEPS := console/node_modules/.package-lock.json
+CONSOLE_BUILD := console/dist/index.html
+CONSOLE_SOURCES := $(shell find console/src -type f 2>/dev/null) console/index.html \
+	console/vite.config.js console/package.json
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,10 +23,27 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-run: $(STAMP)
+$(CONSOLE_DEPS): console/package-lock.json
+	cd console && npm ci --no-audit --no-fund --loglevel=error
+	touch $(CONSOLE_DEPS)
+
+$(CONSOLE_BUILD): $(CONSOLE_DEPS) $(CONSOLE_SOURCES)
+	cd console && npm run --silent build -- --logLevel warn
+
+console: $(CONSOLE_BUILD)
+
+# without Node.js the API runs all the same; the console's page at / says how to build it
+console-if-node:
+	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory console; \
+	else echo "make run: Node.js 20+ and npm are not installed, so the web console is not built;"; \
+	echo "  the API runs without it. Install them (e.g. apt-get install nodejs npm), then make console."; fi
+
+run: $(STAMP) console-if-node
 	$(BIN)/aimm dev
 
-test: $(STAMP)
+# the browser tests (tests/browser) need the built console and Debian's chromium
+test: $(STAMP) console
+	scripts/ensure-chromium
 	$(BIN)/pytest
 
 lint: $(STAMP)
@@ -37,6 +61,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.assistant
 	$(BIN)/python -m benchmarks.snapshots
 	$(BIN)/python -m benchmarks.load
+	$(BIN)/python -m benchmarks.console
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache console/node_modules console/dist

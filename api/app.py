@@ -10,6 +10,7 @@ from typing import Any
 
 import anyio.to_thread
 from litestar import Litestar
+from litestar.config.compression import CompressionConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
@@ -18,7 +19,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig
 
 from api.auth import authentication_middleware, correlation_middleware
-from api.console import console_routes
+from api.console import UNCOMPRESSED, console_routes
 from api.contract import ClosedStructs, allow_middleware
 from api.controllers.assistant_config import AssistantConfigController
 from api.controllers.audit import AuditController
@@ -125,6 +126,11 @@ def create_app(settings: Settings, database_url: str, *, run_projector: bool = F
         ],
         request_max_body_size=limits.max_body_bytes,  # 413 beyond (api/overload.py)
         exception_handlers=EXCEPTION_HANDLERS,
+        # gzip for the console's files only (api/console.py): the API's answers and streams
+        # are left as they are
+        compression_config=CompressionConfig(
+            backend="gzip", gzip_compress_level=6, exclude=list(UNCOMPRESSED)
+        ),
         plugins=[ClosedStructs()],
         dependencies={"contexts": Provide(provide_contexts, sync_to_thread=False)},
         openapi_config=OpenAPIConfig(

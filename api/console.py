@@ -1,7 +1,8 @@
 """The web console: its built files (``console/dist``) served at ``/`` without a key.
 
 The page itself asks for the API key and sends it on every API call; the files hold no
-data. ``/`` is the page, ``/assets/*`` its content-hashed files (cached for a year).
+data. ``/`` is the page, ``/assets/*`` its content-hashed files (cached for a year),
+both gzip-compressed for a client that accepts it.
 Every answer carries a Content-Security-Policy that lets the page load and connect only
 to aimm itself: the console works offline and cannot be made to talk to another host.
 Without a built console, ``/`` says how to build it and the API works as ever.
@@ -30,6 +31,8 @@ SECURITY_HEADERS = {
 }
 # paths the authentication middleware lets through (the page asks for the key itself)
 OPEN_PATTERNS = ("^/$", "^/assets/")
+# everything but the console is sent as it is (the compression middleware skips these)
+UNCOMPRESSED = ("^/api/", "^/health/", "^/metrics", "^/schema")
 
 NOT_BUILT = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>aimm console</title></head>

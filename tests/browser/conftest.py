@@ -1,11 +1,12 @@
 """The web console in headless Chromium against the real service.
 
 One ``aimm dev`` (API, projector, training and prediction worker; sample market data and
-the assistant's seed roles) runs for the whole session on a fresh database of the test
-server, serving the built console at ``/``. Playwright drives the system's Chromium by
-its path (a test tool's own browser download does not work offline). Each test gets a
-new browser context signed in with the admin key; the ``console`` fixture fails the test
-on any uncaught error in the page and on any request that leaves aimm's own origin.
+the assistant's seed roles) runs for these tests, on a fresh database of the test server,
+serving the built console at ``/``; it stops before the next package's tests start.
+Playwright drives the system's Chromium by its path (a test tool's own browser download
+does not work offline). Each test gets a new browser context signed in with the admin
+key; the ``console`` fixture fails the test on any uncaught error in the page and on any
+request that leaves aimm's own origin.
 
 Helpers every page's test uses: ``axe_violations`` (axe-core from the console's own
 ``node_modules``; serious and critical ones fail), ``screenshot`` (saved to
@@ -61,8 +62,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-
-pytestmark = pytest.mark.browser
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -127,7 +126,7 @@ async def _admin(server_url: str, statement: str) -> None:
         await admin.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def service(server_url: str) -> AsyncIterator[Service]:
     if not (DIST / "index.html").is_file():
         pytest.fail("the console is not built: `make console` (Node.js 20+ and npm) builds it")
@@ -198,20 +197,20 @@ async def _wait_ready(base: str, proc: subprocess.Popen[bytes], log: Path) -> No
     raise AssertionError(f"aimm dev never became ready:\n{_output(log)}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def api(service: Service) -> Iterator[ApiClient]:
     client = ApiClient(service.base, service.key)
     yield client
     client.client.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def playwright() -> AsyncIterator[Playwright]:
     async with async_playwright() as p:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def browser(playwright: Playwright) -> AsyncIterator[Browser]:
     browser = await playwright.chromium.launch(
         executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
