@@ -125,7 +125,7 @@ export async function all(path, params = {}, { max = 10000, signal } = {}) {
   const items = [];
   let cursor;
   do {
-    const page = await get(path, { limit: 100, ...params, cursor }, { signal });
+    const page = await get(path, { limit: 500, ...params, cursor }, { signal });
     items.push(...page.data.items);
     cursor = page.data.next_cursor;
   } while (cursor && items.length < max);

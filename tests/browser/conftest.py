@@ -301,8 +301,10 @@ FOCUSABLE = """() => {
   const selector = 'a[href], button:not([disabled]), input:not([disabled]):not([type=hidden]),'
     + ' select:not([disabled]), textarea:not([disabled]), [tabindex]:not([tabindex="-1"]),'
     + ' [contenteditable="true"]';
+  const hidden = (e) => e.closest('[inert], dialog:not([open])')
+    || (e.closest('details:not([open])') && !e.matches('details > summary'));
   const shown = [...document.querySelectorAll(selector)].filter(
-    (e) => e.getClientRects().length > 0 && !e.closest('[inert], dialog:not([open])'));
+    (e) => e.getClientRects().length > 0 && !hidden(e));
   shown.forEach((e, i) => { e.dataset.kbd = String(i); });
   return shown.map((e) => (e.getAttribute('aria-label') || e.textContent || e.id
     || e.getAttribute('name') || e.tagName).trim().slice(0, 60));
@@ -315,7 +317,8 @@ async def unreachable_by_keyboard(page: Page) -> list[str]:
     names: list[str] = await page.evaluate(FOCUSABLE)
     await page.evaluate("document.activeElement && document.activeElement.blur()")
     seen: set[str] = set()
-    for _ in range(len(names) + 15):
+    # a date or time input takes several stops (one per part)
+    for _ in range(4 * len(names) + 15):
         await page.keyboard.press("Tab")
         mark = await page.evaluate("document.activeElement?.dataset?.kbd ?? null")
         if mark is not None:

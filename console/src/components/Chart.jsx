@@ -5,14 +5,26 @@ import "uplot/dist/uPlot.min.css";
 /**
  * A uPlot chart. `data` is uPlot's aligned columns ([x, y1, y2, ...]); `series` names and
  * styles y1… ({ label, stroke, fill, dash, width, points }); `bands` fills between two
- * series ({ series: [upperIndex, lowerIndex], fill }). `time` says x is unix seconds.
+ * series ({ series: [upperIndex, lowerIndex], fill }). `time` says x is unix seconds
+ * (shown in UTC); `legend={false}` hides uPlot's legend for a page that draws its own.
  * New data with the same series updates the plot in place (live curves); the canvas has
  * an accessible name and pages show the numbers in a table beside it.
  */
-export default function Chart({ label, data, series, bands = [], time = true, height = 300, xLabel, yLabel, testId }) {
+export default function Chart({
+  label,
+  data,
+  series,
+  bands = [],
+  time = true,
+  height = 300,
+  xLabel,
+  yLabel,
+  legend = true,
+  testId,
+}) {
   const box = useRef(null);
   const plot = useRef(null);
-  const shape = JSON.stringify({ series, bands, time, height, xLabel, yLabel });
+  const shape = JSON.stringify({ series, bands, time, height, xLabel, yLabel, legend });
 
   useEffect(() => {
     const el = box.current;
@@ -20,6 +32,9 @@ export default function Chart({ label, data, series, bands = [], time = true, he
       width: Math.max(el.clientWidth, 320),
       height,
       scales: { x: { time } },
+      // dates are UTC days (market closes): shown as such in every time zone
+      tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"),
+      legend: { show: legend },
       axes: [
         { label: xLabel, stroke: "#1f2933", grid: { stroke: "#e4e7eb" } },
         { label: yLabel, stroke: "#1f2933", grid: { stroke: "#e4e7eb" } },

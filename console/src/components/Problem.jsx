@@ -14,19 +14,29 @@ const ADVICE = {
 
 /**
  * An API refusal shown as a person can act on it: what happened (the problem's detail),
- * which fields, and what to do. A 409 says someone else changed the thing and offers
- * `onReload`.
+ * which fields, and what to do. A 409 of a stale version (its body names the
+ * `current_version`) says someone else changed the thing and offers `onReload`; another
+ * 409 is a rule of the current state and is shown in the API's words.
  */
 export default function Problem({ error, onReload, onDismiss }) {
   if (!error) return null;
   const api = error instanceof ApiError;
   const problem = api ? error.problem : { title: "The server could not be reached", detail: String(error.message || error) };
   const status = api ? error.status : 0;
-  const conflict = status === 409;
+  // a stale If-Match names the current version; other 409s are rules of the current
+  // state (an experiment already running, a gate not passed) and say so in their detail
+  const conflict = status === 409 && problem.current_version !== undefined;
+  const stateRule = status === 409 && !conflict;
   return (
     <div className="problem" role="alert" data-status={status || undefined}>
       <p className="problem-title">
-        <strong>{conflict ? "Someone else changed this in the meantime." : problem.title || "Refused"}</strong>
+        <strong>
+          {conflict
+            ? "Someone else changed this in the meantime."
+            : stateRule
+              ? `Refused by the current state: ${problem.title || "Conflict"}`
+              : problem.title || "Refused"}
+        </strong>
         {status ? <span className="status"> ({status})</span> : null}
       </p>
       {problem.detail && <p>{problem.detail}</p>}
@@ -42,9 +52,9 @@ export default function Problem({ error, onReload, onDismiss }) {
       {!conflict && ADVICE[status] && <p className="advice">{ADVICE[status]}</p>}
       {status >= 500 && <p className="advice">Try again shortly.</p>}
       <div className="actions">
-        {conflict && onReload && (
+        {status === 409 && onReload && (
           <button type="button" onClick={onReload}>
-            Reload the latest version
+            {conflict ? "Reload the latest version" : "Reload"}
           </button>
         )}
         {onDismiss && (
