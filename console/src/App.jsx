@@ -3,8 +3,11 @@ import { NavLink, Navigate, Route, Routes } from "react-router-dom";
 import { clearKey, getKey } from "./api.js";
 import KeyGate from "./components/KeyGate.jsx";
 
-// each page is its own chunk: a page loads only the libraries it draws with
-const ModelRegistry = lazy(() => import("./pages/registry/ModelRegistry.jsx"));
+// the registry is the first page: loaded with the app, not behind a Suspense boundary
+// (React holds a revealed boundary back ~300 ms, which would delay the list's first request)
+import ModelRegistry from "./pages/registry/ModelRegistry.jsx";
+
+// every other page is its own chunk: a page loads only the libraries it draws with
 const PredictionDashboard = lazy(() => import("./pages/predictions/PredictionDashboard.jsx"));
 const MemoryGraph = lazy(() => import("./pages/memory/MemoryGraph.jsx"));
 const AIAssistantConfig = lazy(() => import("./pages/assistant/AIAssistantConfig.jsx"));
