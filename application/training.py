@@ -30,7 +30,7 @@ from domain.errors import DomainError, DuplicateNameError, NotFoundError
 from domain.market_data import MarketData, market_data_id
 from domain.ml.datasets import Dataset
 from domain.ml.features import InvalidDatasetError, build_dataset, parse_dataset_spec
-from domain.ml.hyperparameters import MODEL_TYPES, parse_early_stopping, parse_hyperparameters
+from domain.ml.hyperparameters import MODEL_TYPES, parse_settings
 from domain.ml.runs import TrainingRun
 from domain.registry.model import check_name
 
@@ -123,8 +123,7 @@ class TrainingApplication(ContextApplication):
             return replay
         if model_type not in MODEL_TYPES:
             raise UnknownModelTypeError(f"model_type must be one of {', '.join(MODEL_TYPES)}")
-        hp = parse_hyperparameters(hyperparameters)
-        rule = parse_early_stopping(early_stopping)
+        hp, rule = parse_settings(hyperparameters, early_stopping)
         dataset = self.get_dataset(dataset_id)
         if model_type == "mlp_classifier" and dataset.target != "direction":
             raise DomainError(

@@ -171,3 +171,23 @@ def parse_early_stopping(
     values["min_delta"] = float(values["min_delta"])
     values["baseline"] = None if baseline is None else float(baseline)
     return EarlyStopping(**values)
+
+
+def parse_settings(
+    hyperparameters: dict[str, Any], early_stopping: dict[str, Any] | None
+) -> tuple[Hyperparameters, EarlyStopping | None]:
+    """Both parts of a run's settings, every offending field of either named in one error."""
+    errors: list[dict[str, str]] = []
+    hp: Hyperparameters | None = None
+    rule: EarlyStopping | None = None
+    try:
+        hp = parse_hyperparameters(hyperparameters)
+    except InvalidFieldsError as exc:
+        errors += exc.errors
+    try:
+        rule = parse_early_stopping(early_stopping)
+    except InvalidFieldsError as exc:
+        errors += exc.errors
+    if errors or hp is None:
+        raise InvalidFieldsError(errors)
+    return hp, rule

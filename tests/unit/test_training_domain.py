@@ -12,6 +12,7 @@ from domain.ml.hyperparameters import (
     Hyperparameters,
     parse_early_stopping,
     parse_hyperparameters,
+    parse_settings,
 )
 from domain.ml.runs import (
     COMPLETED,
@@ -136,3 +137,16 @@ def test_stopping_a_queued_run_ends_it_and_a_second_ask_changes_nothing() -> Non
             target="direction", model_type="mlp_classifier", model_name="m",
             hyperparameters={}, early_stopping=None, record_every_steps=0,
         )  # fmt: skip
+
+
+def test_bad_hyperparameters_and_early_stopping_are_named_in_one_error() -> None:
+    with pytest.raises(InvalidFieldsError) as refused:
+        parse_settings({"learning_rate": 5, "epochs": 0}, {"patience": -1, "mode": "up"})
+    assert {e["field"] for e in refused.value.errors} == {
+        "hyperparameters.learning_rate",
+        "hyperparameters.epochs",
+        "early_stopping.patience",
+        "early_stopping.mode",
+    }
+    hp, rule = parse_settings({"epochs": 3}, None)
+    assert hp.epochs == 3 and rule is None
