@@ -244,6 +244,20 @@ class TimelineCount(Struct):
     erased: int
 
 
+class AgentSummary(Struct):
+    agent_id: str
+    memories: int
+    active: int
+    invalidated: int
+    erased: int
+    last_recorded_at: datetime
+
+
+class AgentPage(Struct):
+    items: list[AgentSummary]
+    next_cursor: str | None
+
+
 class TimelineOut(Struct):
     agent_id: str
     bucket: Literal["day", "week"]

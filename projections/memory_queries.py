@@ -1,5 +1,5 @@
 """Queries of the memory read model (``projections.memory``): one memory's detail, the
-graph's rows, the timeline and its counts, and the candidates of a bulk forget.
+graph's rows, the agents, the timeline and its counts, and the candidates of a bulk forget.
 
 Every function takes a connection; a caller that reads several of them for one response
 runs them in one read-only repeatable-read transaction (``detail`` does so itself).
@@ -160,6 +160,25 @@ async def timeline(  # noqa: PLR0913
 
 
 BUCKETS = ("day", "week")
+
+
+async def agents(
+    conn: asyncpg.Connection, *, only: str | None, after: str | None, limit: int
+) -> list[asyncpg.Record]:
+    """Each agent with memories, by id after ``after`` (``only``: that agent alone): how
+    many memories it has in each status and when it last recorded one."""
+    return await conn.fetch(
+        "SELECT agent_id, count(*)::integer AS memories, "
+        "count(*) FILTER (WHERE status = 'active')::integer AS active, "
+        "count(*) FILTER (WHERE status = 'invalidated')::integer AS invalidated, "
+        "count(*) FILTER (WHERE status = 'erased')::integer AS erased, "
+        f"max(created_at) AS last_recorded_at FROM {MEMORIES} "
+        "WHERE ($1::text IS NULL OR agent_id = $1) AND ($2::text IS NULL OR agent_id > $2) "
+        "GROUP BY agent_id ORDER BY agent_id LIMIT $3",
+        only,
+        after,
+        limit,
+    )
 
 
 async def timeline_counts(

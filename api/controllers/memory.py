@@ -73,6 +73,8 @@ from api.controllers.models import aware
 from api.errors import ProblemError
 from api.memory_schemas import (
     CURSOR,
+    AgentPage,
+    AgentSummary,
     ForgetCandidate,
     ForgetIn,
     ForgetOut,
@@ -96,7 +98,7 @@ from api.memory_schemas import (
     TimelineMark,
     TimelineOut,
 )
-from api.pagination import decode_cursor, encode_cursor
+from api.pagination import DEFAULT_LIMIT, Limit, decode_cursor, encode_cursor
 from application.base import Response as CommandResponse
 from application.contexts import Contexts
 from domain.errors import InvalidFieldsError
@@ -591,6 +593,31 @@ class MemoryController(Controller):
             request, contexts, memory_id, lambda m: m.feedback(value),
             agent_scope=_scope(request), in_body=data.expected_version,
         )  # fmt: skip
+
+    @get("/agents", guards=[READ_MEMORY], responses=problems())
+    async def agents(
+        self,
+        request: Request[Any, Any, Any],
+        limit: Limit = DEFAULT_LIMIT,
+        cursor: PageCursor = None,
+        wait: WaitFor = None,
+    ) -> AgentPage:
+        """Every agent with memories, by id: its memories per status and when it last
+        recorded one. An agent's key lists its own agent alone."""
+        await wait_for(request, wait)
+        raw = decode_cursor(cursor)
+        if raw is not None and not isinstance(raw, str):
+            raise ProblemError(
+                400,
+                "cursor is not one this API returned",
+                errors=[{"field": "cursor", "source": "query", "message": "invalid cursor"}],
+            )
+        scope = _scope(request)
+        async with snapshot(request) as conn:
+            rows = await views.agents(conn, only=scope, after=raw, limit=limit + 1)
+        items = [AgentSummary(**dict(r)) for r in rows[:limit]]
+        next_cursor = encode_cursor(items[-1].agent_id) if len(rows) > limit else None
+        return AgentPage(items=items, next_cursor=next_cursor)
 
     @get("/agents/{agent_id:str}", guards=[READ_MEMORY], responses=problems())
     async def graph(  # noqa: PLR0913

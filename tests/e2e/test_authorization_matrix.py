@@ -47,6 +47,8 @@ OPEN = ANY_KEY | {"none", "revoked"}
 # memory: the agent role for its own agent; another agent's key is refused (403 or 404)
 MEMORY_WRITE = WRITERS | {"agent"}
 MEMORY_READ = READERS | {"agent"}
+# the list of agents answers every agent's key, with its own agent alone
+MEMORY_AGENTS = MEMORY_READ | {"other_agent"}
 
 CALLERS = ("none", "revoked", "viewer", "operator", "auditor", "admin", "agent", "other_agent")
 MEMORY_SCOPED = {MEMORY_WRITE, MEMORY_READ}
@@ -107,6 +109,7 @@ SPEC: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/memory/{memory_id}/reinforce"): MEMORY_WRITE,
     ("DELETE", "/api/v1/memory/{memory_id}"): WRITERS,
     ("POST", "/api/v1/memory/{memory_id}/restore"): WRITERS,
+    ("GET", "/api/v1/memory/agents"): MEMORY_AGENTS,
     ("GET", "/api/v1/memory/agents/{agent_id}"): MEMORY_READ,
     ("GET", "/api/v1/memory/agents/{agent_id}/timeline"): MEMORY_READ,
     ("POST", "/api/v1/memory/agents/{agent_id}/forget"): WRITERS,

@@ -532,3 +532,40 @@ async def test_forget_runs_in_pages_and_an_idempotent_retry_appends_nothing(api:
         "SELECT count(*) FROM memory_events WHERE topic LIKE '%Memory.Invalidated'"
     )
     assert invalidated[0][0] == 5
+
+
+async def test_the_agents_are_listed_with_their_counts_and_an_agent_key_sees_its_own(
+    api: Api, agent_key: dict[str, str]
+) -> None:
+    kept = (await record(api, memory("agent-a", "kept"))).json()
+    dropped = (await record(api, memory("agent-a", "dropped"))).json()
+    await record(api, memory("agent-b", "theirs"))
+    await record(api, memory("agent-c", "third"))
+    deleted = await api.client.delete(
+        f"{BASE}/{dropped['id']}", params={"reason": "wrong"}, headers=api.auth("operator")
+    )
+    assert deleted.status_code == 200, deleted.text
+    position = deleted.headers["Aimm-Position"]
+    listed = await api.client.get(
+        f"{BASE}/agents", params={"wait_for": position, "limit": 2}, headers=api.auth("viewer")
+    )
+    assert listed.status_code == 200, listed.text
+    page = listed.json()
+    assert [a["agent_id"] for a in page["items"]] == ["agent-a", "agent-b"]
+    first = page["items"][0]
+    assert (first["memories"], first["active"], first["invalidated"], first["erased"]) == (
+        2, 1, 1, 0,
+    )  # fmt: skip
+    detail = await get(api, kept["id"], position)
+    assert first["last_recorded_at"] >= detail["created_at"]
+    rest = await api.client.get(
+        f"{BASE}/agents", params={"cursor": page["next_cursor"]}, headers=api.auth("viewer")
+    )
+    assert [a["agent_id"] for a in rest.json()["items"]] == ["agent-c"]
+    assert rest.json()["next_cursor"] is None
+    own = await api.client.get(f"{BASE}/agents", headers=agent_key)
+    assert [a["agent_id"] for a in own.json()["items"]] == ["agent-a"]
+    is_problem(
+        await api.client.get(f"{BASE}/agents", params={"cursor": "bm90LW9uZQ"}, headers=agent_key),
+        400,
+    )
