@@ -275,3 +275,23 @@ async def test_erase_destroys_the_text_and_keeps_the_history(
     found = api.get(f"{MEMORY}/{mid}")
     assert found["status"] == "erased" and found["content"] is None
     await main_state_checks(page)
+
+
+async def test_the_agents_are_listed_and_one_opens_its_graph(
+    console: Console, api: ApiClient, arranged: Arranged
+) -> None:
+    page = await console.open("/memory")
+    listed = {a["agent_id"]: a for a in api.get(f"{MEMORY}/agents", limit=500)["items"]}
+    mine = listed[arranged.agent]
+    row = page.get_by_test_id("agent-table").locator(
+        "tr", has=page.get_by_role("button", name=arranged.agent)
+    )
+    counts = [str(mine[k]) for k in ("memories", "active", "invalidated", "erased")]
+    await expect(row.locator("td.num")).to_have_text(counts)
+    await expect(page.get_by_text(f"{len(listed)} agents have memories")).to_be_visible()
+    await main_state_checks(page)
+    await row.get_by_role("button", name=arranged.agent).click()
+    await expect(
+        page.get_by_role("heading", name=f"Knowledge graph of {arranged.agent}")
+    ).to_be_visible()
+    await expect(page.get_by_test_id("memory-graph")).not_to_have_attribute("data-nodes", "0")

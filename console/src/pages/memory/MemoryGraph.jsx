@@ -1,6 +1,6 @@
 import { useCallback, useEffect, useMemo, useRef, useState } from "react";
 import { useSearchParams } from "react-router-dom";
-import { del, get, post } from "../../api.js";
+import { all, del, get, post } from "../../api.js";
 import Confirm from "../../components/Confirm.jsx";
 import Graph from "../../components/Graph.jsx";
 import Problem from "../../components/Problem.jsx";
@@ -407,7 +407,12 @@ export default function MemoryGraph() {
     [agent, filters, refresh],
   );
   const elements = useMemo(() => elementsOf(graph.data), [graph.data]);
-  const agents = useMemo(() => [...new Set([...seen, agent].filter(Boolean))].sort(), [seen, agent]);
+  // every agent with memories (an agent's own key lists its agent alone)
+  const agentList = useResource((signal) => all(`${MEMORY}/agents`, {}, { signal }), [refresh]);
+  const agents = useMemo(
+    () => [...new Set([...(agentList.data || []).map((a) => a.agent_id), ...seen, agent].filter(Boolean))].sort(),
+    [agentList.data, seen, agent],
+  );
 
   const addSeen = useCallback((ids) => setSeen((s) => [...new Set([...s, ...ids])]), []);
   const select = useCallback((nodeId) => go({ node: nodeId }), [go]);
@@ -462,7 +467,9 @@ export default function MemoryGraph() {
             <button type="submit">Show agent</button>
           </div>
           <p id="mem-agent-hint" className="hint mem-agent-hint">
-            The API lists no agents: type an id, or pick one seen in search results.
+            {agentList.data
+              ? `${agentList.data.length.toLocaleString("en-US")} agents have memories: type an id or pick one.`
+              : "Type an agent id."}
           </p>
         </form>
       </div>
@@ -563,7 +570,7 @@ export default function MemoryGraph() {
         </div>
       ) : (
         <div className="row mem-main">
-          <p className="panel grow hint">Choose an agent to draw its knowledge graph and timeline.</p>
+          <AgentTable agents={agentList} onOpen={(id) => go({ agent: id, node: "" })} />
           {selected && <MemoryNode nodeId={selected} graph={null} refresh={refresh} onAction={startAction} onSelect={select} />}
         </div>
       )}
@@ -572,5 +579,47 @@ export default function MemoryGraph() {
 
       <ActionDialog action={action} onChange={setAction} onDone={done} onCancel={() => setAction(null)} />
     </div>
+  );
+}
+
+
+/** The agents with memories: open one to draw its graph and timeline. */
+function AgentTable({ agents, onOpen }) {
+  return (
+    <section className="panel grow" aria-labelledby="mem-agents-title">
+      <h2 id="mem-agents-title">Agents</h2>
+      <Problem error={agents.error} onReload={agents.reload} />
+      {agents.data && agents.data.length === 0 && <p className="hint">No agent has memories yet.</p>}
+      {agents.data && agents.data.length > 0 && (
+        <table data-testid="agent-table">
+          <thead>
+            <tr>
+              <th scope="col">Agent</th>
+              <th scope="col" className="num">Memories</th>
+              <th scope="col" className="num">Active</th>
+              <th scope="col" className="num">Invalidated</th>
+              <th scope="col" className="num">Erased</th>
+              <th scope="col">Last recorded</th>
+            </tr>
+          </thead>
+          <tbody>
+            {agents.data.map((a) => (
+              <tr key={a.agent_id}>
+                <th scope="row">
+                  <button type="button" className="quiet" onClick={() => onOpen(a.agent_id)}>
+                    {a.agent_id}
+                  </button>
+                </th>
+                <td className="num">{a.memories}</td>
+                <td className="num">{a.active}</td>
+                <td className="num">{a.invalidated}</td>
+                <td className="num">{a.erased}</td>
+                <td>{when(a.last_recorded_at)}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </section>
   );
 }
