@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar.params import Parameter
@@ -58,3 +58,12 @@ def check_limit(limit: int) -> int:
             errors=[{"field": "limit", "source": "query", "message": f"must be 1..{MAX_LIMIT}"}],
         )
     return limit
+
+
+Order = Annotated[
+    Literal["oldest", "newest"],
+    Parameter(
+        description="`oldest` first (the default) or `newest` first; a `cursor` continues "
+        "in the order of the page that returned it"
+    ),
+]

@@ -410,13 +410,15 @@ async def list_jobs(  # noqa: PLR0913
     kind: str | None,
     after: tuple[datetime, UUID] | None,
     limit: int,
+    newest_first: bool = False,
 ) -> list[asyncpg.Record]:
+    op, direction = ("<", " DESC") if newest_first else (">", "")
     return await conn.fetch(
         f"SELECT {JOB_COLUMNS} FROM {JOB_FROM} "
         "WHERE ($1::text IS NULL OR j.status = $1) AND ($2::text IS NULL OR j.ticker = $2) "
         "AND ($3::text IS NULL OR j.kind = $3) "
-        "AND ($4::timestamptz IS NULL OR (j.requested_at, j.id) > ($4, $5)) "
-        "ORDER BY j.requested_at, j.id LIMIT $6",
+        f"AND ($4::timestamptz IS NULL OR (j.requested_at, j.id) {op} ($4, $5)) "
+        f"ORDER BY j.requested_at{direction}, j.id{direction} LIMIT $6",
         status,
         ticker,
         kind,

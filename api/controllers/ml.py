@@ -71,7 +71,7 @@ from api.ml_schemas import (
     TrainRequest,
     given,
 )
-from api.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor
+from api.pagination import DEFAULT_LIMIT, Cursor, Limit, Order, decode_cursor, encode_cursor
 from application.base import Response as CommandResponse
 from application.contexts import Contexts
 from domain.ml.datasets import Dataset
@@ -388,9 +388,11 @@ class JobController(Controller):
         model_type: ModelType | None = None,
         limit: Limit = DEFAULT_LIMIT,
         cursor: Cursor = None,
+        order: Order = "oldest",
         wait: WaitFor = None,
     ) -> JobPage:
-        """Training jobs, oldest first, filtered by status, dataset and model type."""
+        """Training jobs by the time they were requested, oldest (or ``newest``) first,
+        filtered by status, dataset and model type."""
         await wait_for(request, wait)
         async with snapshot(request) as conn:
             rows = await views.list_jobs(
@@ -400,6 +402,7 @@ class JobController(Controller):
                 model_type=model_type,
                 after=_keyset(cursor),
                 limit=limit + 1,
+                newest_first=order == "newest",
             )
         return JobPage(
             items=[job_out(r) for r in rows[:limit]],

@@ -42,7 +42,7 @@ from api.contract import (
 )
 from api.controllers.market_data import Ticker
 from api.errors import ProblemError
-from api.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor
+from api.pagination import DEFAULT_LIMIT, Cursor, Limit, Order, decode_cursor, encode_cursor
 from api.prediction_schemas import (
     AccuracyGroup,
     AccuracyOut,
@@ -365,9 +365,11 @@ class PredictionController(Controller):
         ticker: TickerQuery = None,
         limit: Limit = DEFAULT_LIMIT,
         cursor: Cursor = None,
+        order: Order = "oldest",
         wait: WaitFor = None,
     ) -> JobPage:
-        """Prediction jobs, oldest first, filtered by status, kind and ticker."""
+        """Prediction jobs by the time they were requested, oldest (or ``newest``) first,
+        filtered by status, kind and ticker."""
         await wait_for(request, wait)
         async with snapshot(request) as conn:
             rows = await views.list_jobs(
@@ -377,6 +379,7 @@ class PredictionController(Controller):
                 kind=kind,
                 after=_keyset(cursor),
                 limit=limit + 1,
+                newest_first=order == "newest",
             )
         last = rows[limit - 1] if len(rows) > limit else None
         return JobPage(

@@ -618,3 +618,26 @@ async def test_a_registry_model_in_production_is_the_one_a_run_uses(
     directions = await dataset(api, "spx-directions", "direction")
     await trained_version(api, directions["id"], "mlp_classifier", "spx-direction", seed=1)
     is_problem(await post(api, "run", {**run, "model": "spx-direction@1"}), 422)
+
+
+async def test_jobs_are_listed_oldest_or_newest_first_a_page_at_a_time(
+    api: Api, sp500: None
+) -> None:
+    body = {"ticker": "SP500", "model": "random_walk", "horizon": 3}
+    first = await accepted(api, "run", {**body, "as_of": "2017-06-30"})
+    second = await accepted(api, "run", {**body, "as_of": "2017-07-31"})
+
+    async def page(**params: Any) -> dict[str, Any]:
+        response = await api.client.get(
+            f"{PREDICTIONS}/jobs", params={"limit": 1, **params}, headers=api.auth("viewer")
+        )
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    oldest = await page()
+    assert [j["id"] for j in oldest["items"]] == [first["id"]]
+    newest = await page(order="newest")
+    assert [j["id"] for j in newest["items"]] == [second["id"]]
+    older = await page(order="newest", cursor=newest["next_cursor"])
+    assert [j["id"] for j in older["items"]] == [first["id"]]
+    assert older["next_cursor"] is None

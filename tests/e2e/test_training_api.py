@@ -465,6 +465,18 @@ async def test_jobs_are_listed_filtered_and_compared(
         headers=api.auth("viewer"),
     )  # fmt: skip
     assert [j["id"] for j in listed.json()["items"]] == [slow["id"], fast["id"]]
+    # newest first, a page at a time, the cursor going on in that order
+    newest = await api.client.get(
+        JOBS, params={"order": "newest", "limit": 1}, headers=api.auth("viewer")
+    )
+    assert [j["id"] for j in newest.json()["items"]] == [fast["id"]]
+    older = await api.client.get(
+        JOBS, params={"order": "newest", "limit": 1, "cursor": newest.json()["next_cursor"]},
+        headers=api.auth("viewer"),
+    )  # fmt: skip
+    assert [j["id"] for j in older.json()["items"]] == [slow["id"]]
+    assert older.json()["next_cursor"] is None
+    is_problem(await api.client.get(JOBS, params={"order": "up"}, headers=api.auth("viewer")), 400)
     none = await api.client.get(
         JOBS, params={"model_type": "mlp_regressor"}, headers=api.auth("viewer")
     )
