@@ -264,7 +264,10 @@ function Jobs({ ticker, summary, models, choices, refresh, onStarted, onDone }) 
 
   const jobs = useResource(
     (signal) =>
-      ticker ? all("/api/v1/predictions/jobs", { ticker, limit: 500 }, { signal }) : Promise.resolve([]),
+      // the ticker's newest jobs: one page, newest first
+      ticker
+        ? get("/api/v1/predictions/jobs", { ticker, order: "newest", limit: 50 }, { signal }).then((r) => r.data.items)
+        : Promise.resolve([]),
     [ticker, refresh],
   );
 
@@ -334,7 +337,7 @@ function Jobs({ ticker, summary, models, choices, refresh, onStarted, onDone }) 
     }
   }
 
-  const recent = (jobs.data || []).slice(-8).reverse();
+  const recent = (jobs.data || []).slice(0, 8);
   const current = watched[0];
 
   return (

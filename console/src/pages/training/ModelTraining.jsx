@@ -149,14 +149,15 @@ export default function ModelTraining() {
   const [notice, setNotice] = useState(null);
 
   const jobs = useResource(
-    (signal) => all("/api/v1/ml/jobs", { status, model_type: modelType }, { signal, max: 1000 }),
+    // the newest 1,000 runs, newest first
+    (signal) => all("/api/v1/ml/jobs", { status, model_type: modelType, order: "newest" }, { signal, max: 1000 }),
     [status, modelType],
   );
   const detail = useResource(
     (signal) => (selectedId ? get(`/api/v1/ml/jobs/${selectedId}`, undefined, { signal }) : Promise.resolve(null)),
     [selectedId],
   );
-  const newest = useMemo(() => (jobs.data ? [...jobs.data].reverse() : []), [jobs.data]);
+  const newest = useMemo(() => jobs.data || [], [jobs.data]);
   const job = detail.data?.data && detail.data.data.id === selectedId ? detail.data.data : null;
   const active = newest.filter((j) => ACTIVE.includes(j.status)).length;
 
