@@ -141,10 +141,12 @@ export function versionOf(etag) {
 /**
  * Server-Sent Events with the API key: EventSource cannot send an Authorization header,
  * so the stream is read with fetch. Calls onEvent({event, data, id}) per event until the
- * stream ends or `signal` aborts; resolves when it ends.
+ * stream ends or `signal` aborts; resolves when it ends. `lastEventId` (the `id` of the
+ * last event received) resumes a broken stream after it, as EventSource would.
  */
-export async function stream(path, { params, onEvent, signal }) {
+export async function stream(path, { params, onEvent, signal, lastEventId }) {
   const headers = { Accept: "text/event-stream" };
+  if (lastEventId !== undefined && lastEventId !== null) headers["Last-Event-ID"] = String(lastEventId);
   const key = getKey();
   if (key) headers.Authorization = `Bearer ${key}`;
   const response = await fetch(path + query(params), { headers, signal });

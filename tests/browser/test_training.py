@@ -7,8 +7,9 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import Page, Route, expect
 
 from tests.browser.conftest import (
     ApiClient,
@@ -243,3 +244,60 @@ async def test_stopping_a_run_that_ended_meanwhile_offers_a_reload(
     job = api.get(f"/api/v1/ml/jobs/{run['id']}")
     assert job["status"] == "stopped" and job["stop_reason"] == "someone else"
     await check_page(page, "training-conflict")
+
+
+async def test_a_cut_live_stream_resumes_after_its_last_point(
+    console: Console, api: ApiClient, small_dataset: dict[str, Any]
+) -> None:
+    run = api.post(
+        "/api/v1/ml/train",
+        {
+            "dataset_id": small_dataset["id"],
+            "hyperparameters": LONG_RUN,
+            "model_name": unique("sse"),
+        },
+    ).json()
+    resumed: list[str] = []
+
+    async def cut_the_first_stream(route: Route) -> None:
+        """The page's first stream is the server's first three events, then the end,
+        with no final status: a connection cut (a proxy, a restarted API)."""
+        request = route.request
+        if "text/event-stream" not in request.headers.get("accept", ""):
+            await route.continue_()
+            return
+        if "last-event-id" in request.headers:
+            resumed.append(request.headers["last-event-id"])
+            await route.continue_()
+            return
+        blocks: list[str] = []
+        async with (
+            httpx.AsyncClient(
+                base_url=console.base, headers={"Authorization": f"Bearer {api.key}"}
+            ) as client,
+            client.stream("GET", request.url, headers={"Accept": "text/event-stream"}) as response,
+        ):
+            text = ""
+            async for chunk in response.aiter_text():
+                text += chunk.replace("\r\n", "\n")
+                while "\n\n" in text and len(blocks) < 3:
+                    block, text = text.split("\n\n", 1)
+                    if "event: point" in block:
+                        blocks.append(block)
+                if len(blocks) == 3:
+                    break
+        body = "".join(f"{b}\n\n" for b in blocks)
+        await route.fulfill(status=200, headers={"Content-Type": "text/event-stream"}, body=body)
+
+    await console.page.route("**/api/v1/ml/jobs/*/metrics", cut_the_first_stream)
+    page = await console.open(f"/training/{run['id']}")
+    chart = page.get_by_test_id("loss-chart")
+    await expect(page.get_by_test_id("job-status").first).to_have_text("running", timeout=60_000)
+    # resumed after the third point, and the curve goes on
+    await expect(chart).to_have_attribute("data-points", re.compile(r"^\d{2,}$"), timeout=60_000)
+    assert len(resumed) == 1 and int(resumed[0]) > 0
+    api.post(f"/api/v1/ml/jobs/{run['id']}/stop", {"reason": "resumed"})
+    await expect(page.get_by_test_id("curve-state")).to_contain_text("stream ended: stopped")
+    # every point once: the resumed stream went on after the last one received
+    curve = api.get(f"/api/v1/ml/jobs/{run['id']}/metrics")["points"]
+    await expect(chart).to_have_attribute("data-points", str(len(curve)))

@@ -37,25 +37,49 @@ function useCurve(jobId, initialStatus, onEnded) {
     };
     if (streaming) {
       let final = null;
-      stream(METRICS_URL(jobId), {
-        signal: controller.signal,
-        onEvent: (message) => {
-          if (message.event === "point") {
-            const p = message.data;
-            if (attempt !== null && p.attempt !== attempt) points = [];
-            attempt = p.attempt;
-            points.push(p);
-            if (!timer) timer = setTimeout(flush, 200);
-          } else if (message.event === "status") {
-            final = message.data;
-          }
-        },
-      }).then(() => {
-        clearTimeout(timer);
-        setState({ points: points.slice(), final, error: null, live: false, attempt });
-        live.current = false;
-        ended.current?.(final);
-      }, failed);
+      let lastId = null;
+      let retries = 0;
+      // a broken stream (the network, a restarted API, a cut without the final status) is
+      // resumed after the last point received, a few times with a growing pause, before
+      // the error is shown
+      const follow = () =>
+        stream(METRICS_URL(jobId), {
+          signal: controller.signal,
+          lastEventId: lastId,
+          onEvent: (message) => {
+            retries = 0;
+            if (message.id !== null) lastId = message.id;
+            if (message.event === "point") {
+              const p = message.data;
+              if (attempt !== null && p.attempt !== attempt) points = [];
+              attempt = p.attempt;
+              points.push(p);
+              if (!timer) timer = setTimeout(flush, 200);
+            } else if (message.event === "status") {
+              final = message.data;
+            }
+          },
+        }).then(
+          () => {
+            // the server ends its stream with a `status` event: without one it was cut
+            if (final === null) return resume(new Error("the live stream was cut"));
+            clearTimeout(timer);
+            setState({ points: points.slice(), final, error: null, live: false, attempt });
+            live.current = false;
+            ended.current?.(final);
+          },
+          (error) => {
+            const refused = error?.status >= 400 && error?.status < 500;
+            if (error?.name === "AbortError" || refused) failed(error);
+            else resume(error);
+          },
+        );
+      const resume = (error) => {
+        if (retries >= 5) return failed(error);
+        retries += 1;
+        setTimeout(() => controller.signal.aborted || follow(), 250 * 2 ** retries);
+      };
+      follow();
     } else {
       get(METRICS_URL(jobId), undefined, { signal: controller.signal }).then((r) => {
         points = r.data.points;
