@@ -40,6 +40,7 @@ from playwright.async_api import (
     Page,
     Playwright,
     async_playwright,
+    expect,
 )
 
 from infrastructure.postgres import with_database
@@ -326,6 +327,17 @@ async def unreachable_by_keyboard(page: Page) -> list[str]:
         if len(seen) == len(names):
             break
     return [name for i, name in enumerate(names) if str(i) not in seen]
+
+
+async def page_is_sound(page: Page, name: str | None = None) -> None:
+    """What every page test ends with: no serious or critical axe-core violation, every
+    control reached by Tab, no dialog left open; then the screenshot ``name`` if given."""
+    await expect(page.locator("dialog[open]")).to_have_count(0)
+    assert await axe_violations(page) == []
+    assert await unreachable_by_keyboard(page) == []
+    await page.evaluate("document.activeElement && document.activeElement.blur()")
+    if name is not None:
+        await screenshot(page, name)
 
 
 def unique(prefix: str) -> str:

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import re
 
-from playwright.async_api import Page, expect
+from playwright.async_api import expect
 
 from tests.browser.conftest import (
     ApiClient,
     Console,
-    axe_violations,
+    page_is_sound,
     screenshot,
     unique,
-    unreachable_by_keyboard,
 )
 
 BASE = "/api/v1/ai-assistant"
@@ -45,13 +44,6 @@ def new_prompt(api: ApiClient, role: str, *versions: tuple[str, str]) -> str:
             },
         )
     return prompt["id"]
-
-
-async def page_is_sound(page: Page, name: str) -> None:
-    """The page's main state passes axe and the keyboard check; then the screenshot."""
-    assert await axe_violations(page) == []
-    assert await unreachable_by_keyboard(page) == []
-    await screenshot(page, name)
 
 
 async def test_edit_a_prompt_see_the_diff_and_run_a_test(console: Console, api: ApiClient) -> None:

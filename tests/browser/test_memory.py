@@ -12,10 +12,9 @@ from playwright.async_api import Page, expect
 from tests.browser.conftest import (
     ApiClient,
     Console,
-    axe_violations,
+    page_is_sound,
     screenshot,
     unique,
-    unreachable_by_keyboard,
 )
 
 MEMORY = "/api/v1/memory"
@@ -97,12 +96,6 @@ async def show_agent(page: Page, agent: str) -> None:
     await page.get_by_role("button", name="Show agent").click()
 
 
-async def main_state_checks(page: Page) -> None:
-    await expect(page.get_by_role("dialog")).to_have_count(0)
-    assert await axe_violations(page) == []
-    assert await unreachable_by_keyboard(page) == []
-
-
 async def test_search_then_delete_leaves_the_results_and_restore_brings_it_back(
     console: Console, api: ApiClient, arranged: Arranged
 ) -> None:
@@ -147,7 +140,7 @@ async def test_search_then_delete_leaves_the_results_and_restore_brings_it_back(
     await expect(panel).to_have_attribute("data-status", "active")
     assert api.get(f"{MEMORY}/{gone}")["status"] == "active"
     await expect(page.get_by_role("status").filter(has_text="restored")).to_be_visible()
-    await main_state_checks(page)
+    await page_is_sound(page)
     await screenshot(page, "memory-search")
 
 
@@ -186,7 +179,7 @@ async def test_the_graph_draws_the_agent_and_the_node_list_selects(
     assert "node=entity" in page.url and arranged.agent in page.url
     await page.locator(f'[data-node="memory:{plan}"]').click()
     await expect(panel).to_have_attribute("data-memory", plan)
-    await main_state_checks(page)
+    await page_is_sound(page)
     await screenshot(page, "memory")
 
 
@@ -205,7 +198,7 @@ async def test_the_timeline_lists_the_memories_in_time_order(
     await expect(page.locator(".mem-counts tbody tr")).not_to_have_count(0)
     await rows.nth(1).get_by_role("button").click()
     await expect(page.get_by_test_id("mem-node")).to_have_attribute("data-memory", order[1])
-    await main_state_checks(page)
+    await page_is_sound(page)
 
 
 async def test_a_refused_search_and_a_stale_delete_are_shown(
@@ -251,7 +244,7 @@ async def test_a_refused_search_and_a_stale_delete_are_shown(
     await expect(dialog).to_be_hidden()
     await expect(panel).to_have_attribute("data-status", "invalidated")
     assert api.get(f"{MEMORY}/{mid}")["status"] == "invalidated"
-    await main_state_checks(page)
+    await page_is_sound(page)
 
 
 async def test_erase_destroys_the_text_and_keeps_the_history(
@@ -274,7 +267,7 @@ async def test_erase_destroys_the_text_and_keeps_the_history(
     await expect(panel.locator("table.mem-history")).to_contain_text("erased")
     found = api.get(f"{MEMORY}/{mid}")
     assert found["status"] == "erased" and found["content"] is None
-    await main_state_checks(page)
+    await page_is_sound(page)
 
 
 async def test_the_agents_are_listed_and_one_opens_its_graph(
@@ -289,7 +282,7 @@ async def test_the_agents_are_listed_and_one_opens_its_graph(
     counts = [str(mine[k]) for k in ("memories", "active", "invalidated", "erased")]
     await expect(row.locator("td.num")).to_have_text(counts)
     await expect(page.get_by_text(f"{len(listed)} agents have memories")).to_be_visible()
-    await main_state_checks(page)
+    await page_is_sound(page)
     await row.get_by_role("button", name=arranged.agent).click()
     await expect(
         page.get_by_role("heading", name=f"Knowledge graph of {arranged.agent}")

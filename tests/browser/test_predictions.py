@@ -16,9 +16,7 @@ from playwright.async_api import Page, expect
 from tests.browser.conftest import (
     ApiClient,
     Console,
-    axe_violations,
-    screenshot,
-    unreachable_by_keyboard,
+    page_is_sound,
 )
 
 JOB_DONE_MS = 60_000
@@ -51,13 +49,6 @@ async def wait_for_job(page: Page, kind: str) -> str:
     job_id = await status.get_attribute("data-job")
     assert job_id
     return job_id
-
-
-async def settled(page: Page, name: str) -> None:
-    assert await axe_violations(page) == []
-    assert await unreachable_by_keyboard(page) == []
-    await page.evaluate("document.activeElement && document.activeElement.blur()")
-    await screenshot(page, name)
 
 
 async def test_a_forecast_run_is_drawn_with_its_bands_and_numbers(
@@ -131,7 +122,7 @@ async def test_a_forecast_run_is_drawn_with_its_bands_and_numbers(
     await expect(too_few).to_have_attribute("data-status", "422")
     await expect(too_few).to_contain_text("0 common forecast origins at step 1")
 
-    await settled(page, "predictions")
+    await page_is_sound(page, "predictions")
 
 
 async def test_a_backtest_shows_accuracy_by_horizon_and_the_comparison(
@@ -215,7 +206,7 @@ async def test_a_backtest_shows_accuracy_by_horizon_and_the_comparison(
     await page.get_by_label("Loss").select_option("winkler")
     await expect(comparison).to_contain_text("winkler loss at 95%")
 
-    await settled(page, "predictions-accuracy")
+    await page_is_sound(page, "predictions-accuracy")
 
 
 async def test_a_refused_forecast_is_shown_with_the_field_and_nothing_is_queued(
@@ -243,4 +234,4 @@ async def test_a_refused_forecast_is_shown_with_the_field_and_nothing_is_queued(
     after = len(api.get("/api/v1/predictions/jobs", ticker="SP500", limit=500)["items"])
     assert after == before
 
-    await settled(page, "predictions-refused")
+    await page_is_sound(page, "predictions-refused")

@@ -14,10 +14,9 @@ from playwright.async_api import Page, Route, expect
 from tests.browser.conftest import (
     ApiClient,
     Console,
-    axe_violations,
+    page_is_sound,
     screenshot,
     unique,
-    unreachable_by_keyboard,
 )
 
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
@@ -44,12 +43,6 @@ def label(job: dict[str, Any]) -> str:
 
 async def points(page: Page, test_id: str) -> int:
     return int(await page.get_by_test_id(test_id).get_attribute("data-points") or 0)
-
-
-async def check_page(page: Page, name: str) -> None:
-    assert await axe_violations(page) == []
-    assert await unreachable_by_keyboard(page) == []
-    await screenshot(page, name)
 
 
 async def test_a_launched_run_is_followed_live_and_stopped(
@@ -122,7 +115,7 @@ async def test_a_launched_run_is_followed_live_and_stopped(
     row = page.locator(f'tr[data-job="{job_id}"]')
     await expect(row.get_by_test_id("job-status")).to_have_text("stopped")
     await expect(row.get_by_role("button", name=re.compile("^Stop"))).to_have_count(0)
-    await check_page(page, "training")
+    await page_is_sound(page, "training")
 
 
 async def test_two_runs_are_compared_by_their_aligned_curves(
@@ -174,7 +167,7 @@ async def test_two_runs_are_compared_by_their_aligned_curves(
     await expect(last).to_have_text(["20", "—", re.compile(r"^\d+\.\d+$")])
     await compare.get_by_role("combobox", name="Metric").select_option("val_accuracy")
     await expect(chart).to_have_attribute("aria-label", re.compile("^val_accuracy by epoch"))
-    await check_page(page, "training-compare")
+    await page_is_sound(page, "training-compare")
 
 
 async def test_a_refused_hyperparameter_is_shown_at_its_field(
@@ -208,7 +201,7 @@ async def test_a_refused_hyperparameter_is_shown_at_its_field(
     await expect(page.get_by_test_id("job-detail").get_by_test_id("job-status")).to_have_text(
         "completed"
     )
-    await check_page(page, "training-launched")
+    await page_is_sound(page, "training-launched")
 
 
 async def test_stopping_a_run_that_ended_meanwhile_offers_a_reload(
@@ -243,7 +236,7 @@ async def test_stopping_a_run_that_ended_meanwhile_offers_a_reload(
     await expect(row.get_by_role("button", name=re.compile("^Stop"))).to_have_count(0)
     job = api.get(f"/api/v1/ml/jobs/{run['id']}")
     assert job["status"] == "stopped" and job["stop_reason"] == "someone else"
-    await check_page(page, "training-conflict")
+    await page_is_sound(page, "training-conflict")
 
 
 async def test_a_cut_live_stream_resumes_after_its_last_point(
