@@ -41,8 +41,10 @@ console-if-node:
 run: $(STAMP) console-if-node
 	$(BIN)/aimm dev
 
-# the browser tests (tests/browser) need the built console and Debian's chromium
+# the console's own tests (node --test), then every Python test; the browser tests
+# (tests/browser) need the built console and Debian's chromium
 test: $(STAMP) console
+	cd console && npm test --silent
 	scripts/ensure-chromium
 	$(BIN)/pytest
 

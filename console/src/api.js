@@ -152,11 +152,18 @@ export async function stream(path, { params, onEvent, signal, lastEventId }) {
   const response = await fetch(path + query(params), { headers, signal });
   if (!response.ok) throw new ApiError(response.status, await problemOf(response));
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = "";
+  let buffer = ""; // text with its line ends made "\n"
+  let carry = ""; // a "\r" that ended the last chunk: its "\n" may start the next one
   for (;;) {
     const { value, done } = await reader.read();
     if (done) break;
-    buffer += value.replaceAll("\r\n", "\n");
+    let text = carry + value;
+    carry = "";
+    if (text.endsWith("\r")) {
+      carry = "\r";
+      text = text.slice(0, -1);
+    }
+    buffer += text.replace(/\r\n?/g, "\n");
     let end;
     while ((end = buffer.indexOf("\n\n")) >= 0) {
       const block = buffer.slice(0, end);
