@@ -63,6 +63,9 @@ export default function PredictionDashboard() {
   const summary = tickerList.find((t) => t.ticker === ticker);
   useEffect(() => {
     if (!ticker) return;
+    // not once the user has left for another page (a navigation is a transition: this
+    // page may still be mounted when its data arrives, and would take the address back)
+    if (!window.location.hash.startsWith("#/predictions")) return;
     const next = new URLSearchParams({ ticker, models: models.join(",") });
     if (next.toString() !== params.toString()) setParams(next, { replace: true });
   }, [ticker, models]); // eslint-disable-line react-hooks/exhaustive-deps
