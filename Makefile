@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench clean console console-if-node
+.PHONY: install run test lint bench clean console console-if-node screenshots
 
 # the web console (console/): npm ci from the committed lock file, then a Vite build into
 # console/dist, redone only when a source is newer than the build
@@ -47,6 +47,11 @@ test: $(STAMP) console
 	cd console && npm test --silent
 	scripts/ensure-chromium
 	$(BIN)/pytest
+
+# the README's pictures: the browser tests, saving their screenshots into docs/screenshots
+screenshots: $(STAMP) console
+	scripts/ensure-chromium
+	AIMM_SCREENSHOTS=docs/screenshots $(BIN)/pytest tests/browser -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -10,8 +10,9 @@ request that leaves aimm's own origin.
 
 Helpers every page's test uses: ``axe_violations`` (axe-core from the console's own
 ``node_modules``; serious and critical ones fail), ``screenshot`` (saved to
-``docs/screenshots/`` for the README) and ``ApiClient`` (the public API, for arranging
-what a test needs and checking what the page did).
+``build/screenshots/``, or where ``AIMM_SCREENSHOTS`` says: ``make screenshots`` writes
+the README's) and ``ApiClient`` (the public API, for arranging what a test needs and
+checking what the page did).
 """
 
 from __future__ import annotations
@@ -51,7 +52,9 @@ ROOT = Path(__file__).resolve().parents[2]
 # the built console (AIMM_CONSOLE_DIR names another build, e.g. one made elsewhere)
 DIST = Path(os.environ.get("AIMM_CONSOLE_DIR") or ROOT / "console" / "dist").resolve()
 AXE = ROOT / "console" / "node_modules" / "axe-core" / "axe.min.js"
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+# build/ is ignored by git: a test run leaves the tree clean; `make screenshots` writes the
+# README's pictures (docs/screenshots) instead
+SCREENSHOTS = Path(os.environ.get("AIMM_SCREENSHOTS") or ROOT / "build" / "screenshots")
 CHROMIUM = os.environ.get("AIMM_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 # the flags a closed network needs (no background fetches, no first-run work)
 CHROMIUM_ARGS = [
@@ -291,9 +294,9 @@ async def axe_violations(
 
 
 async def screenshot(page: Page, name: str) -> Path:
-    """Saves the page as ``docs/screenshots/<name>.png`` (the README shows them)."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
+    """Saves the page as ``<name>.png`` under ``AIMM_SCREENSHOTS`` (default
+    ``build/screenshots``; ``make screenshots`` refreshes the README's, docs/screenshots)."""
+    path = SCREENSHOTS / f"{name}.png"  # Playwright makes the folder
     await page.screenshot(path=str(path), full_page=True)
     return path
 
