@@ -262,10 +262,13 @@ async def test_out_of_bounds_settings_are_400_naming_each_field(
         await api.client.post("/api/v1/ml/train", json=body, headers=api.auth("operator")), 400
     )
     fields = {e["field"] for e in problem["errors"]}  # type: ignore[union-attr]
+    # every bad field of both parts in the one 400
     assert fields == {
         "hyperparameters.learning_rate",
         "hyperparameters.epochs",
         "hyperparameters.batch_size",
+        "early_stopping.monitor",
+        "early_stopping.patience",
     }
     body["hyperparameters"] = {}
     problem = is_problem(
