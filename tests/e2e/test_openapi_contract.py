@@ -85,7 +85,7 @@ EXCLUSIONS: list[Exclusion] = [
     ),
     Exclusion(
         operations=r"^GET /api/v1/(ai/models(/\{model_id\}/deployments)?|audit/events|"
-        r"market-data(/\{ticker\})?|ml/(datasets|jobs)|memory/(search|agents/[^/]+/timeline)|"
+        r"market-data(/\{ticker\})?|ml/(datasets|jobs)|memory/(search|agents|agents/[^/]+/timeline)|"
         r"predictions/jobs(/\{job_id\}/predictions)?|ai-assistant/(prompts(/\{prompt_id\}/"
         r"(versions|label-history|tests))?|roles/\{role\}/history|experiments))$",
         check="positive_data_acceptance",
