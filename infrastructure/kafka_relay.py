@@ -493,8 +493,10 @@ class KafkaRelay:
                     "SELECT pg_advisory_unlock(hashtextextended($1, 0))", LEADER_LOCK
                 )
             except Exception:  # noqa: BLE001 - the connection may be gone with the database
-                # A pooled connection must not go back still holding the leader lock.
-                conn.terminate()
+                # A pooled connection must not go back still holding the leader lock. One
+                # the server dropped is already back in the pool, closed, with no lock.
+                with contextlib.suppress(asyncpg.InterfaceError):
+                    conn.terminate()
             self.leading = False
             with contextlib.suppress(Exception):
                 await self.pool.release(conn)

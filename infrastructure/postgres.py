@@ -223,9 +223,25 @@ def database_unavailable(error: BaseException) -> bool:
     if isinstance(error, _UNAVAILABLE):
         return True
     if isinstance(error, asyncpg.InterfaceError):
-        # "connection is closed", "pool is closing"; not "another operation is in progress"
-        return "closed" in str(error) or "closing" in str(error)
+        # "connection is closed", "pool is closing"; not "another operation is in progress".
+        # "connection has been released back to the pool" is what a pooled connection says
+        # when the server dropped it between two calls: asyncpg hands a lost connection
+        # back to its pool at once, and the caller's next call on it (BEGIN, ROLLBACK) meets
+        # a released proxy. aimm never uses a connection outside its ``acquire()`` block,
+        # so here that message means the loss, not a misuse.
+        message = str(error)
+        return any(sign in message for sign in _LOST)
     return False
+
+
+# asyncpg's InterfaceError messages for a connection or pool that is gone or going
+_LOST = (
+    "connection is closed",  # also "the underlying connection is closed"
+    "statement is closed",  # a lost connection's prepared statements are closed with it
+    "pool is closed",
+    "pool is closing",
+    "released back to the pool",  # also "the underlying connection has been released ..."
+)
 
 
 @contextlib.contextmanager

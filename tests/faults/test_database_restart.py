@@ -198,6 +198,15 @@ class Output:
     def text(self) -> str:
         return "".join(self.lines[-200:])
 
+    def unhandled(self) -> str:
+        """What the API logged about its 500s: each "unhandled error" line with the
+        traceback after it (a 500 is a bug; the failure should say which)."""
+        found: list[str] = []
+        for i, line in enumerate(self.lines):
+            if "unhandled error" in line:
+                found.extend(self.lines[i : i + 60])
+        return "".join(found[:400])
+
 
 async def until(check: Any, within: float, what: str) -> Any:
     """Poll ``check`` (an async callable) until it returns something truthy."""
@@ -329,7 +338,7 @@ async def restart_under_load(name: str, url: str, kafka: str) -> None:
 
             # -- every answer was a 2xx or a 503 with Retry-After, within the bound ---------
             bad = [a for a in load.answers if not (200 <= a.status < 300 or a.status == 503)]
-            assert bad == [], f"answers other than 2xx/503: {bad[:10]}"
+            assert bad == [], f"answers other than 2xx/503: {bad[:10]}\n{output.unhandled()}"
             unhinted = [
                 a
                 for a in load.answers
