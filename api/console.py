@@ -6,6 +6,8 @@ both gzip-compressed for a client that accepts it.
 Every answer carries a Content-Security-Policy that lets the page load and connect only
 to aimm itself: the console works offline and cannot be made to talk to another host.
 Without a built console, ``/`` says how to build it and the API works as ever.
+``index.html`` (under a kilobyte) is read on each request, so a console built or rebuilt
+while the service runs is served at the next reload, without a restart.
 """
 
 from __future__ import annotations

@@ -193,7 +193,7 @@ async def test_the_timeline_lists_the_memories_in_time_order(
     # observation, plan
     order = [arranged.ids[i] for i in (1, 3, 2, 0)]
     assert [await row.get_attribute("data-memory") for row in await rows.all()] == order
-    await expect(rows.first).to_contain_text("2026-03-01 09:00:00Z")
+    await expect(rows.first).to_contain_text("2026-03-01 09:00:00 UTC")
     await expect(rows.first).to_contain_text("created")
     await expect(page.locator(".mem-counts tbody tr")).not_to_have_count(0)
     await rows.nth(1).get_by_role("button").click()

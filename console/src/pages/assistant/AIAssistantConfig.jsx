@@ -5,7 +5,8 @@ import useResource from "../../components/useResource.js";
 import BehaviorSettings from "./BehaviorSettings.jsx";
 import PromptEditor from "./PromptEditor.jsx";
 import Experiments from "./Experiments.jsx";
-import { BASE, fmt, when } from "./util.js";
+import { BASE, fmt } from "./util.js";
+import { when } from "../../format.js";
 import "./assistant.css";
 
 const VIEWS = [

@@ -3,7 +3,8 @@ import { get, put, all } from "../../api.js";
 import Problem from "../../components/Problem.jsx";
 import useResource from "../../components/useResource.js";
 import Field from "./Field.jsx";
-import { BASE, fieldErrors, when } from "./util.js";
+import { BASE, fieldErrors } from "./util.js";
+import { when } from "../../format.js";
 
 function formOf(role) {
   const s = role.settings;

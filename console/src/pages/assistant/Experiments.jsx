@@ -4,7 +4,8 @@ import Confirm from "../../components/Confirm.jsx";
 import Problem from "../../components/Problem.jsx";
 import useResource from "../../components/useResource.js";
 import Field from "./Field.jsx";
-import { BASE, fieldErrors, fmt, pct, when } from "./util.js";
+import { BASE, fieldErrors, fmt, pct } from "./util.js";
+import { when } from "../../format.js";
 
 function interval(ci, as) {
   if (!ci) return "—";

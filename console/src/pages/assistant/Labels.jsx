@@ -4,7 +4,8 @@ import Confirm from "../../components/Confirm.jsx";
 import Problem from "../../components/Problem.jsx";
 import useResource from "../../components/useResource.js";
 import Field from "./Field.jsx";
-import { BASE, fieldErrors, when } from "./util.js";
+import { BASE, fieldErrors } from "./util.js";
+import { when } from "../../format.js";
 
 /** A prompt's labels: move one to a version, roll it back, remove it; every move so far. */
 export default function Labels({ id, etag, info, versions, onChanged }) {

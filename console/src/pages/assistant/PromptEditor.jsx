@@ -7,7 +7,8 @@ import Labels from "./Labels.jsx";
 import PromptDiff from "./PromptDiff.jsx";
 import PromptTests from "./PromptTests.jsx";
 import Field from "./Field.jsx";
-import { BASE, fieldErrors, variablesOf, when } from "./util.js";
+import { BASE, fieldErrors, variablesOf } from "./util.js";
+import { when } from "../../format.js";
 
 /** The role's prompts (list, create) and the selected one's workspace. */
 export default function PromptEditor({ role, promptId, onSelectPrompt, onChanged }) {

@@ -3,7 +3,8 @@ import { ApiError, get, post, put } from "../../api.js";
 import Problem from "../../components/Problem.jsx";
 import useResource from "../../components/useResource.js";
 import Field from "./Field.jsx";
-import { BASE, fieldErrors, fmt, when } from "./util.js";
+import { BASE, fieldErrors, fmt } from "./util.js";
+import { when } from "../../format.js";
 
 const KINDS = ["contains", "not_contains", "regex", "json_valid", "json_schema", "max_chars", "max_latency_ms"];
 

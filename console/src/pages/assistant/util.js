@@ -30,12 +30,6 @@ export function variablesOf(...templates) {
   return seen;
 }
 
-export function when(iso) {
-  if (!iso) return "—";
-  const d = new Date(iso);
-  return d.toISOString().replace("T", " ").slice(0, 19);
-}
-
 export function fmt(value, digits = 3) {
   if (value === null || value === undefined) return "—";
   if (typeof value === "number") return Number.isInteger(value) ? String(value) : value.toFixed(digits);

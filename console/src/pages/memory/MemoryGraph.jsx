@@ -7,7 +7,8 @@ import Problem from "../../components/Problem.jsx";
 import useResource from "../../components/useResource.js";
 import MemoryNode, { StrengthBar } from "./MemoryNode.jsx";
 import MemorySearchBar from "./MemorySearchBar.jsx";
-import { ENTITY_COLOUR, KIND_COLOURS, MEMORY, agentPath, day, memoryOf, num, shortId, when } from "./memory.js";
+import { ENTITY_COLOUR, KIND_COLOURS, MEMORY, agentPath, day, memoryOf, num, shortId } from "./memory.js";
+import { when } from "../../format.js";
 import "./memory.css";
 
 const STYLE = [

@@ -1,7 +1,8 @@
 import { get } from "../../api.js";
 import Problem from "../../components/Problem.jsx";
 import useResource from "../../components/useResource.js";
-import { ENTITY_COLOUR, KIND_COLOURS, MEMORY, memoryOf, num, shortId, when } from "./memory.js";
+import { ENTITY_COLOUR, KIND_COLOURS, MEMORY, memoryOf, num, shortId } from "./memory.js";
+import { when } from "../../format.js";
 
 /** A strength in [0, 1] as a bar and its number; the title lists the components. */
 export function StrengthBar({ strength, value }) {

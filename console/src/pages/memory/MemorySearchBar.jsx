@@ -1,7 +1,8 @@
 import { useEffect, useRef, useState } from "react";
 import { get } from "../../api.js";
 import Problem from "../../components/Problem.jsx";
-import { KINDS, MEMORY, num, shortId, snippetParts, when } from "./memory.js";
+import { KINDS, MEMORY, num, shortId, snippetParts } from "./memory.js";
+import { when } from "../../format.js";
 import { StrengthBar } from "./MemoryNode.jsx";
 
 /** The API's escaped snippet, its <mark>s as highlights; never parsed as HTML. */

@@ -16,14 +16,6 @@ export function agentPath(agent) {
   return `${MEMORY}/agents/${encodeURIComponent(agent)}`;
 }
 
-/** "2026-03-02 09:00:00Z" (UTC, to the second): dense and unambiguous. */
-export function when(value) {
-  if (!value) return "";
-  const date = new Date(value);
-  if (Number.isNaN(date.getTime())) return String(value);
-  return `${date.toISOString().slice(0, 19).replace("T", " ")}Z`;
-}
-
 export function day(value) {
   if (!value) return "";
   return new Date(value).toISOString().slice(0, 10);

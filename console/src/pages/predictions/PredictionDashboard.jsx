@@ -5,7 +5,8 @@ import Problem from "../../components/Problem.jsx";
 import useResource from "../../components/useResource.js";
 import AccuracyTracker from "./AccuracyTracker.jsx";
 import PredictionChart, { VolatilityChart } from "./PredictionChart.jsx";
-import { colourOf, num, when } from "./format.js";
+import { colourOf, num } from "./format.js";
+import { when } from "../../format.js";
 import "./predictions.css";
 
 const DEFAULT_MODELS = ["random_walk", "ewma"];

@@ -44,8 +44,3 @@ export function pct(value, digits = 1) {
 export function levelKeys(bands) {
   return Object.keys(bands || {}).sort((a, b) => Number(b) - Number(a));
 }
-
-export function when(ts) {
-  if (!ts) return "—";
-  return ts.replace("T", " ").slice(0, 19);
-}

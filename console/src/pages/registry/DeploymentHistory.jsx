@@ -1,12 +1,5 @@
 import { useMemo, useState } from "react";
-
-/** A timestamp as the console shows it everywhere on this page: UTC, to the second. */
-export function when(iso) {
-  if (!iso) return "—";
-  const date = new Date(iso);
-  if (Number.isNaN(date.getTime())) return iso;
-  return `${date.toISOString().slice(0, 19).replace("T", " ")} UTC`;
-}
+import { when } from "../../format.js";
 
 /**
  * The deployment history of one model: every deploy and rollback with who, when, why and

@@ -5,7 +5,8 @@ import Confirm from "../../components/Confirm.jsx";
 import Graph from "../../components/Graph.jsx";
 import Problem from "../../components/Problem.jsx";
 import useResource from "../../components/useResource.js";
-import DeploymentHistory, { when } from "./DeploymentHistory.jsx";
+import DeploymentHistory from "./DeploymentHistory.jsx";
+import { when } from "../../format.js";
 
 const MODELS = "/api/v1/ai/models";
 const ENVIRONMENTS = ["production", "staging"];

@@ -8,7 +8,8 @@ import CompareRuns from "./CompareRuns.jsx";
 import LaunchForm from "./LaunchForm.jsx";
 import MetricsCharts from "./MetricsCharts.jsx";
 import TrainingJobTable, { StatusBadge } from "./TrainingJobTable.jsx";
-import { ACTIVE, duration, fixed, metricText, runLabel, shortId, when } from "./format.js";
+import { ACTIVE, duration, fixed, metricText, runLabel, shortId } from "./format.js";
+import { when } from "../../format.js";
 import "./training.css";
 
 const POLL_MS = 1500;

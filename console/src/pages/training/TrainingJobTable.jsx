@@ -1,5 +1,6 @@
 import { Link } from "react-router-dom";
-import { ACTIVE, STATUS_CLASS, fixed, percent, runLabel, shortId, statusText, when } from "./format.js";
+import { ACTIVE, STATUS_CLASS, fixed, percent, runLabel, shortId, statusText } from "./format.js";
+import { when } from "../../format.js";
 
 export function StatusBadge({ job }) {
   const cls = STATUS_CLASS[job.status] ?? "";

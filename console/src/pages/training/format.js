@@ -32,15 +32,6 @@ export function metricText(name, value) {
   return name.includes("accuracy") ? percent(value) : fixed(value);
 }
 
-export function when(iso, short = false) {
-  if (!iso) return "—";
-  const d = new Date(iso);
-  if (short && d.toDateString() === new Date().toDateString()) {
-    return d.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
-  }
-  return d.toLocaleString(undefined, { month: "short", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit" });
-}
-
 export function duration(from, to) {
   if (!from) return "—";
   const ms = (to ? new Date(to) : new Date()) - new Date(from);
