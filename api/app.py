@@ -26,6 +26,7 @@ from api.controllers.audit import AuditController
 from api.controllers.experiments import ExperimentController
 from api.controllers.health import HealthController, MetricsController
 from api.controllers.market_data import MarketDataController
+from api.controllers.me import MeController
 from api.controllers.memory import MemoryController
 from api.controllers.ml import DatasetController, JobController
 from api.controllers.model_versions import ModelVersionController
@@ -57,6 +58,7 @@ ROUTES: list[Any] = [
     ExperimentController,
     JobController,
     MarketDataController,
+    MeController,
     MemoryController,
     MetricsController,
     ModelController,

@@ -73,9 +73,31 @@ def allow(*roles: str) -> Any:
     return guard
 
 
-READ = allow("viewer", "operator", "auditor")
-WRITE = allow("operator")
-AUDIT = allow("auditor")
+# What each kind of operation needs (an admin passes every one): the guards below and
+# ``GET /api/v1/me``, which tells a key what it may do, both read this table.
+PERMISSIONS: dict[str, frozenset[str]] = {
+    "read": frozenset({"viewer", "operator", "auditor"}),
+    "write": frozenset({"operator"}),
+    "audit": frozenset({"auditor"}),
+    # an agent's key: its own agent's memory only (api/controllers/memory.py)
+    "read_memory": frozenset({"viewer", "operator", "auditor", "agent"}),
+    "write_memory": frozenset({"operator", "agent"}),
+    # rules only an admin passes, checked in their handlers: concluding an experiment,
+    # moving a protected label
+    "admin": frozenset(),
+}
+
+
+def permissions_of(principal: Principal) -> dict[str, bool]:
+    """Which of ``PERMISSIONS`` the caller holds."""
+    return {name: principal.has_any(roles | {"admin"}) for name, roles in PERMISSIONS.items()}
+
+
+READ = allow(*PERMISSIONS["read"])
+WRITE = allow(*PERMISSIONS["write"])
+AUDIT = allow(*PERMISSIONS["audit"])
+READ_MEMORY = allow(*PERMISSIONS["read_memory"])
+WRITE_MEMORY = allow(*PERMISSIONS["write_memory"])
 
 
 def correlation_middleware(app: ASGIApp) -> ASGIApp:

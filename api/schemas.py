@@ -54,3 +54,25 @@ class Health(Struct):
     status: Literal["ok", "degraded", "down"]
     checks: dict[str, str]
     projection_lag: dict[str, int] = {}
+
+
+class Permissions(Struct):
+    """What the key may do, by kind of operation (``api.auth.PERMISSIONS``)."""
+
+    read: bool  # the registry, predictions, training, the assistant's configuration
+    write: bool  # commands on those: deploy, train, run, edit a prompt, ...
+    audit: bool  # the audit log: events, aggregates' histories, hash-chain verification
+    read_memory: bool  # an agent's key: its own agent's memory only
+    write_memory: bool  # an agent's key: its own agent's memory only
+    admin: bool  # conclude an experiment, move the protected production label
+
+
+class Caller(Struct):
+    """The key that made the request: who events record as its actor, its roles, and
+    what it may do."""
+
+    principal: str
+    roles: list[str]
+    agent_id: str | None
+    key_id: str | None
+    may: Permissions

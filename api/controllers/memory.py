@@ -45,7 +45,7 @@ import msgspec
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import Parameter
 
-from api.auth import WRITE, allow
+from api.auth import READ_MEMORY, WRITE, WRITE_MEMORY
 from api.commands import (
     expected_version,
     idempotency,
@@ -110,8 +110,6 @@ from projections import memory_queries as views
 from projections.memory_graph import build_graph
 from projections.memory_search import search as search_memories
 
-READ_MEMORY = allow("viewer", "operator", "auditor", "agent")
-WRITE_MEMORY = allow("operator", "agent")
 USES = frozenset({"admin", "operator", "agent"})  # may ask a search to reinforce
 MAX_SEARCH = 100
 MAX_TIMELINE = 500

@@ -58,6 +58,7 @@ SPEC: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/health/live"): OPEN,
     ("GET", "/health/ready"): OPEN,
     ("GET", "/metrics"): ANY_KEY,
+    ("GET", "/api/v1/me"): ANY_KEY,
     # registry
     ("POST", "/api/v1/ai/models"): WRITERS,
     ("GET", "/api/v1/ai/models"): READERS,
@@ -255,6 +256,50 @@ async def test_every_operation_answers_every_caller_as_the_role_table_says(
                     f"{response.text[:160]}"
                 )
     assert not wrong, "\n".join(wrong)
+
+
+# What ``GET /api/v1/me`` must say each caller may do: the role table's sets above (an
+# agent's key may read and write memory, its own agent's, whichever agent it is).
+MAY = {
+    "read": READERS,
+    "write": WRITERS,
+    "audit": AUDITORS,
+    "read_memory": MEMORY_READ | {"other_agent"},
+    "write_memory": MEMORY_WRITE | {"other_agent"},
+    "admin": ADMINS,
+}
+
+
+async def test_me_tells_each_key_what_the_role_table_lets_it_do(
+    api: Api, callers: dict[str, dict[str, str]]
+) -> None:
+    """A client hides what a key may not do from ``/me``: it must agree with the guards,
+    which the test above holds to the same table."""
+    answers = {}
+    for caller in CALLERS:
+        response = await api.client.get("/api/v1/me", headers=callers[caller])
+        if caller in ("none", "revoked"):
+            assert response.status_code == 401, (caller, response.text)
+            assert response.headers["content-type"].startswith("application/problem+json")
+            continue
+        assert response.status_code == 200, (caller, response.text)
+        answers[caller] = response.json()
+        expected = {permission: caller in who for permission, who in MAY.items()}
+        assert answers[caller]["may"] == expected, caller
+    assert answers["viewer"]["roles"] == ["viewer"]
+    assert answers["viewer"]["principal"] == "test-viewer"
+    assert answers["viewer"]["agent_id"] is None
+    assert answers["agent"]["roles"] == ["agent"]
+    assert (answers["agent"]["agent_id"], answers["other_agent"]["agent_id"]) == (
+        "agent-a",
+        "agent-b",
+    )
+    assert answers["admin"]["roles"] == ["admin"]
+    # the key id is the one `aimm keys list` shows: the first 12 hex digits of its hash
+    viewer_key = callers["viewer"]["Authorization"].removeprefix("Bearer ")
+    assert answers["viewer"]["key_id"] == keys.hash_key(viewer_key)[:12]
+    # each key is told its own id
+    assert len({a["key_id"] for a in answers.values()}) == len(answers)
 
 
 # -- secrets never in logs ------------------------------------------------------------
