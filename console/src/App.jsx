@@ -1,6 +1,7 @@
 import { lazy, Suspense, useEffect, useState } from "react";
 import { NavLink, Navigate, Route, Routes } from "react-router-dom";
-import { clearKey, getKey } from "./api.js";
+import { clearKey, get, getKey } from "./api.js";
+import { CallerContext } from "./components/Caller.jsx";
 import KeyGate from "./components/KeyGate.jsx";
 
 // the registry is the first page: loaded with the app, not behind a Suspense boundary
@@ -23,14 +24,32 @@ const PAGES = [
 
 export default function App() {
   const [key, setKeyState] = useState(getKey());
+  const [caller, setCaller] = useState(null);
   useEffect(() => {
-    const out = () => setKeyState(null);
+    const out = () => {
+      setKeyState(null);
+      setCaller(null);
+    };
     window.addEventListener("aimm:signed-out", out);
     return () => window.removeEventListener("aimm:signed-out", out);
   }, []);
+  // a key kept from before a reload: who it is (the pages do not wait for the answer)
+  useEffect(() => {
+    if (!key || caller) return;
+    // a 401 signs out (api.js); any other failure leaves every control enabled, and the
+    // API refuses what the key may not do with a problem the page shows
+    get("/api/v1/me").then(
+      ({ data }) => setCaller(data),
+      () => {},
+    );
+  }, [key, caller]);
+  const signedIn = (newKey, who) => {
+    setCaller(who);
+    setKeyState(newKey);
+  };
 
   return (
-    <>
+    <CallerContext.Provider value={caller}>
       <a className="skip" href="#main">
         Skip to content
       </a>
@@ -46,6 +65,11 @@ export default function App() {
               ))}
             </ul>
           </nav>
+        )}
+        {key && caller && (
+          <span className="who" title={caller.key_id ? `key ${caller.key_id}` : undefined}>
+            {caller.principal} · {caller.roles.join(", ")}
+          </span>
         )}
         {key && (
           <button type="button" className="quiet" onClick={clearKey}>
@@ -64,9 +88,9 @@ export default function App() {
             </Routes>
           </Suspense>
         ) : (
-          <KeyGate onKey={setKeyState} />
+          <KeyGate onKey={signedIn} />
         )}
       </main>
-    </>
+    </CallerContext.Provider>
   );
 }

@@ -18,6 +18,7 @@ checking what the page did).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -44,6 +45,7 @@ from playwright.async_api import (
     expect,
 )
 
+from infrastructure import keys
 from infrastructure.postgres import with_database
 from tests.conftest import free_port, server_home
 from tests.helpers import ADMIN_KEY
@@ -238,12 +240,13 @@ class Console:
         return self.page
 
 
-@pytest.fixture
-async def console(browser: Browser, service: Service) -> AsyncIterator[Console]:
+@contextlib.asynccontextmanager
+async def signed_in(browser: Browser, service: Service, key: str) -> AsyncIterator[Console]:
+    """A page of the console signed in with ``key`` (as the key gate would leave it in
+    session storage); fails on any error in the page or request to another host."""
     context = await browser.new_context(viewport={"width": 1400, "height": 900})
     context.set_default_timeout(30_000)
-    # signed in as an admin: the key the key gate would put in session storage
-    await context.add_init_script(f"sessionStorage.setItem('aimm.apiKey', {service.key!r})")
+    await context.add_init_script(f"sessionStorage.setItem('aimm.apiKey', {key!r})")
     await with_axe(context)
     page = await context.new_page()
     errors: list[str] = []
@@ -264,11 +267,29 @@ async def console(browser: Browser, service: Service) -> AsyncIterator[Console]:
             else foreign.append(req.url)
         ),
     )
-    console = Console(page, origin, errors, foreign)
-    yield console
-    await context.close()
+    try:
+        yield Console(page, origin, errors, foreign)
+    finally:
+        await context.close()
     assert not foreign, f"the console asked another host: {foreign}"
     assert not errors, f"errors in the page: {errors}"
+
+
+@pytest.fixture
+async def console(browser: Browser, service: Service) -> AsyncIterator[Console]:
+    """The console signed in as an admin."""
+    async with signed_in(browser, service, service.key) as console:
+        yield console
+
+
+async def key_for(service: Service, role: str, name: str) -> str:
+    """A new key with ``role`` (as ``aimm keys create`` makes one)."""
+    conn = await asyncpg.connect(service.database_url)
+    try:
+        key, _ = await keys.create_key(conn, roles=[role], name=name)
+    finally:
+        await conn.close()
+    return key
 
 
 async def with_axe(context: BrowserContext) -> None:

@@ -6,13 +6,19 @@ import httpx
 from playwright.async_api import Browser, expect
 
 from tests.browser.conftest import (
+    ApiClient,
     Console,
     Service,
     axe_violations,
+    key_for,
+    page_is_sound,
     screenshot,
+    signed_in,
+    unique,
     unreachable_by_keyboard,
     with_axe,
 )
+from tests.browser.test_registry import arrange_model, open_card
 
 PAGES = ["Model registry", "Predictions", "Memory graph", "Assistant", "Training"]
 
@@ -87,3 +93,39 @@ async def test_the_sign_in_page_is_reachable_by_keyboard(
         assert await unreachable_by_keyboard(page) == []
     finally:
         await context.close()
+
+
+async def test_a_viewer_key_sees_the_commands_it_may_not_run_disabled_with_the_reason(
+    browser: Browser, service: Service, api: ApiClient
+) -> None:
+    """``GET /api/v1/me`` tells the console what the key may do: a viewer reads every
+    page, and each command it may not run is disabled, saying which key and roles."""
+    viewer = await key_for(service, "viewer", unique("viewer"))
+    model_id, name = arrange_model(api, deploy=((1, "production", "first release"),))
+    async with signed_in(browser, service, viewer) as console:
+        page = await open_card(console, model_id, name)
+        header = page.get_by_role("banner")
+        await expect(header).to_contain_text("· viewer")
+        await expect(page.get_by_test_id("read-only")).to_contain_text(
+            "may not deploy or roll back"
+        )
+        deploy = page.get_by_role("button", name="Deploy v2 to production", exact=True)
+        await expect(deploy).to_be_disabled()
+        await expect(page.get_by_role("button", name="Roll back production")).to_be_disabled()
+        await page_is_sound(page)
+
+        page = await console.open("/training")
+        launch = page.get_by_role("region", name="New training run")
+        await expect(launch).to_contain_text("may not build datasets or start training")
+        await expect(launch.get_by_role("button", name="New dataset…")).to_be_disabled()
+        await expect(launch.get_by_role("spinbutton", name="Epochs")).to_be_disabled()
+        await screenshot(page, "read-only")
+
+    # the admin's console has none of it: the same card, every command enabled
+    async with signed_in(browser, service, service.key) as console:
+        page = await open_card(console, model_id, name)
+        await expect(page.get_by_role("banner")).to_contain_text("· admin")
+        await expect(
+            page.get_by_role("button", name="Deploy v2 to production", exact=True)
+        ).to_be_enabled()
+        await expect(page.get_by_test_id("read-only")).to_have_count(0)

@@ -14,9 +14,9 @@ export default function KeyGate({ onKey }) {
     setError(null);
     setKey(value.trim());
     try {
-      // any valid key may read the metrics; a 401 means the key is unknown or revoked
-      await get("/metrics", undefined, { accept: "text/plain" });
-      onKey(value.trim());
+      // any valid key may ask who it is; a 401 means the key is unknown or revoked
+      const { data: caller } = await get("/api/v1/me");
+      onKey(value.trim(), caller);
     } catch (err) {
       clearKey();
       setError(err instanceof ApiError ? err : new ApiError(0, { title: String(err) }));

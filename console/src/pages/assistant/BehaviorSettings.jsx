@@ -1,5 +1,6 @@
 import { useEffect, useState } from "react";
 import { get, put, all } from "../../api.js";
+import { Needs } from "../../components/Caller.jsx";
 import Problem from "../../components/Problem.jsx";
 import useResource from "../../components/useResource.js";
 import Field from "./Field.jsx";
@@ -112,54 +113,56 @@ export default function BehaviorSettings({ role: key, onSaved }) {
             ))}
           </ul>
         )}
-        <form onSubmit={save} className="settings-form" aria-label={`Settings of ${data.name || data.role}`}>
-          <div className="toolbar">
-            <Field id="s-model" label="Model" error={errors.model} hint="embedded:NAME, openai:NAME, registry:MODEL@N or @production" wide>
-              {(p) => <input {...p} value={form.model} onChange={set("model")} size={34} />}
-            </Field>
-          </div>
-          <div className="toolbar">
-            <Field id="s-temperature" label="Temperature" error={errors["settings.temperature"]} hint="0–2">
-              {(p) => <input {...p} type="text" inputMode="decimal" value={form.temperature} onChange={set("temperature")} size={6} />}
-            </Field>
-            <Field id="s-max-tokens" label="Max tokens" error={errors["settings.max_tokens"]} hint="≤ context length">
-              {(p) => <input {...p} type="text" inputMode="numeric" value={form.max_tokens} onChange={set("max_tokens")} size={7} />}
-            </Field>
-            <Field id="s-top-p" label="top_p" error={errors["settings.top_p"]} hint="(0, 1] or empty">
-              {(p) => <input {...p} type="text" inputMode="decimal" value={form.top_p} onChange={set("top_p")} size={6} />}
-            </Field>
-            <Field id="s-seed" label="Seed" error={errors["settings.seed"]} hint="empty: none">
-              {(p) => <input {...p} type="text" inputMode="numeric" value={form.seed} onChange={set("seed")} size={10} />}
-            </Field>
-            <Field id="s-stop" label="Stop sequences" error={errors["settings.stop"]} hint="one per line, up to 4">
-              {(p) => <textarea {...p} rows={2} cols={18} value={form.stop} onChange={set("stop")} />}
-            </Field>
-          </div>
-          <div className="toolbar">
-            <div className={`field check${errors.require_suite_pass ? " invalid" : ""}`}>
-              <span>
-                <input id="s-gate" type="checkbox" checked={form.require_suite_pass} onChange={set("require_suite_pass")} />
-                <label htmlFor="s-gate">Production needs a passing suite run</label>
-              </span>
-              {errors.require_suite_pass && <span className="field-error">{errors.require_suite_pass}</span>}
+        <Needs may="write" what="change a role's settings: that needs the operator or admin role">
+          <form onSubmit={save} className="settings-form" aria-label={`Settings of ${data.name || data.role}`}>
+            <div className="toolbar">
+              <Field id="s-model" label="Model" error={errors.model} hint="embedded:NAME, openai:NAME, registry:MODEL@N or @production" wide>
+                {(p) => <input {...p} value={form.model} onChange={set("model")} size={34} />}
+              </Field>
             </div>
-          </div>
-          <div className="toolbar">
-            <Field id="s-reason" label="Reason for the change" error={top.reason} wide>
-              {(p) => <input {...p} value={form.reason} onChange={set("reason")} size={48} placeholder="why (recorded in the history)" />}
-            </Field>
-            <div className="actions">
-              <button type="submit" disabled={busy || !dirty}>
-                {busy ? "Saving…" : "Save settings"}
-              </button>
-              <button type="button" className="quiet" disabled={busy || !dirty} onClick={() => { setForm(formOf(data)); setError(null); }}>
-                Discard changes
-              </button>
+            <div className="toolbar">
+              <Field id="s-temperature" label="Temperature" error={errors["settings.temperature"]} hint="0–2">
+                {(p) => <input {...p} type="text" inputMode="decimal" value={form.temperature} onChange={set("temperature")} size={6} />}
+              </Field>
+              <Field id="s-max-tokens" label="Max tokens" error={errors["settings.max_tokens"]} hint="≤ context length">
+                {(p) => <input {...p} type="text" inputMode="numeric" value={form.max_tokens} onChange={set("max_tokens")} size={7} />}
+              </Field>
+              <Field id="s-top-p" label="top_p" error={errors["settings.top_p"]} hint="(0, 1] or empty">
+                {(p) => <input {...p} type="text" inputMode="decimal" value={form.top_p} onChange={set("top_p")} size={6} />}
+              </Field>
+              <Field id="s-seed" label="Seed" error={errors["settings.seed"]} hint="empty: none">
+                {(p) => <input {...p} type="text" inputMode="numeric" value={form.seed} onChange={set("seed")} size={10} />}
+              </Field>
+              <Field id="s-stop" label="Stop sequences" error={errors["settings.stop"]} hint="one per line, up to 4">
+                {(p) => <textarea {...p} rows={2} cols={18} value={form.stop} onChange={set("stop")} />}
+              </Field>
             </div>
-          </div>
-          {saved && <p role="status" className="saved">{saved}</p>}
-          <Problem error={error} onReload={reload} onDismiss={() => setError(null)} />
-        </form>
+            <div className="toolbar">
+              <div className={`field check${errors.require_suite_pass ? " invalid" : ""}`}>
+                <span>
+                  <input id="s-gate" type="checkbox" checked={form.require_suite_pass} onChange={set("require_suite_pass")} />
+                  <label htmlFor="s-gate">Production needs a passing suite run</label>
+                </span>
+                {errors.require_suite_pass && <span className="field-error">{errors.require_suite_pass}</span>}
+              </div>
+            </div>
+            <div className="toolbar">
+              <Field id="s-reason" label="Reason for the change" error={top.reason} wide>
+                {(p) => <input {...p} value={form.reason} onChange={set("reason")} size={48} placeholder="why (recorded in the history)" />}
+              </Field>
+              <div className="actions">
+                <button type="submit" disabled={busy || !dirty}>
+                  {busy ? "Saving…" : "Save settings"}
+                </button>
+                <button type="button" className="quiet" disabled={busy || !dirty} onClick={() => { setForm(formOf(data)); setError(null); }}>
+                  Discard changes
+                </button>
+              </div>
+            </div>
+            {saved && <p role="status" className="saved">{saved}</p>}
+            <Problem error={error} onReload={reload} onDismiss={() => setError(null)} />
+          </form>
+        </Needs>
       </section>
 
       <section className="panel grow" aria-labelledby="history-title">

@@ -1,5 +1,6 @@
 import { useState } from "react";
 import { all, get, post } from "../../api.js";
+import { Needs } from "../../components/Caller.jsx";
 import Confirm from "../../components/Confirm.jsx";
 import Problem from "../../components/Problem.jsx";
 import useResource from "../../components/useResource.js";
@@ -203,25 +204,27 @@ function Experiment({ id, names, onChanged }) {
         </>
       )}
       {e.status === "running" && (
-        <div className="toolbar">
-          <Field id="winner" label="Winner" error={fieldErrors(error).winner}>
-            {(p) => (
-              <select {...p} value={winner} onChange={(ev) => setWinner(ev.target.value)}>
-                {e.variants.map((v) => (
-                  <option key={v.index} value={v.index}>
-                    {v.index}: {names[v.prompt_id] || v.prompt_id.slice(0, 8)} v{v.prompt_version}
-                  </option>
-                ))}
-              </select>
-            )}
-          </Field>
-          <Field id="conclude-reason" label="Why">
-            {(p) => <input {...p} value={reason} onChange={(ev) => setReason(ev.target.value)} size={30} />}
-          </Field>
-          <button type="button" onClick={() => setAsking(true)}>
-            Conclude…
-          </button>
-        </div>
+        <Needs may="admin" what="conclude experiments: that moves production, which needs the admin role">
+          <div className="toolbar">
+            <Field id="winner" label="Winner" error={fieldErrors(error).winner}>
+              {(p) => (
+                <select {...p} value={winner} onChange={(ev) => setWinner(ev.target.value)}>
+                  {e.variants.map((v) => (
+                    <option key={v.index} value={v.index}>
+                      {v.index}: {names[v.prompt_id] || v.prompt_id.slice(0, 8)} v{v.prompt_version}
+                    </option>
+                  ))}
+                </select>
+              )}
+            </Field>
+            <Field id="conclude-reason" label="Why">
+              {(p) => <input {...p} value={reason} onChange={(ev) => setReason(ev.target.value)} size={30} />}
+            </Field>
+            <button type="button" onClick={() => setAsking(true)}>
+              Conclude…
+            </button>
+          </div>
+        </Needs>
       )}
       {done && <p role="status" className="saved">{done}</p>}
       <Problem error={error} onReload={() => { setError(null); experiment.reload(); results.reload(); }} onDismiss={() => setError(null)} />
@@ -282,77 +285,79 @@ function StartExperiment({ role, prompts, onStarted }) {
       {!first ? (
         <p className="hint">The role has no prompt with a version to compare.</p>
       ) : (
-        <form onSubmit={start} aria-label="Start an experiment">
-          {rows.map((v, i) => {
-            const p = prompts.find((x) => x.id === v.prompt_id);
-            return (
-              <div key={i} className="sample">
-                <Field id={`v-${i}-prompt`} label={`Variant ${i}${i === 0 ? " (control)" : ""}`} error={errors[`variants[${i}]`]}>
-                  {(a) => (
-                    <select {...a} value={v.prompt_id} onChange={(e) => setRow(i, { prompt_id: e.target.value, prompt_version: "1" })}>
-                      {withVersions.map((x) => (
-                        <option key={x.id} value={x.id}>
-                          {x.name}
-                        </option>
-                      ))}
-                    </select>
+        <Needs may="write" what="start experiments: that needs the operator or admin role">
+          <form onSubmit={start} aria-label="Start an experiment">
+            {rows.map((v, i) => {
+              const p = prompts.find((x) => x.id === v.prompt_id);
+              return (
+                <div key={i} className="sample">
+                  <Field id={`v-${i}-prompt`} label={`Variant ${i}${i === 0 ? " (control)" : ""}`} error={errors[`variants[${i}]`]}>
+                    {(a) => (
+                      <select {...a} value={v.prompt_id} onChange={(e) => setRow(i, { prompt_id: e.target.value, prompt_version: "1" })}>
+                        {withVersions.map((x) => (
+                          <option key={x.id} value={x.id}>
+                            {x.name}
+                          </option>
+                        ))}
+                      </select>
+                    )}
+                  </Field>
+                  <Field id={`v-${i}-version`} label="Version" error={errors[`variants[${i}].prompt_version`]}>
+                    {(a) => (
+                      <select {...a} value={v.prompt_version} onChange={(e) => setRow(i, { prompt_version: e.target.value })}>
+                        {Array.from({ length: p?.latest_version || 0 }, (_, k) => k + 1).map((n) => (
+                          <option key={n} value={n}>
+                            v{n}
+                          </option>
+                        ))}
+                      </select>
+                    )}
+                  </Field>
+                  <Field id={`v-${i}-weight`} label="Weight" error={errors[`variants[${i}].weight`]}>
+                    {(a) => <input {...a} value={v.weight} onChange={(e) => setRow(i, { weight: e.target.value })} size={4} />}
+                  </Field>
+                  {rows.length > 2 && (
+                    <button type="button" className="quiet small" onClick={() => setVariants(rows.filter((_, j) => j !== i))} aria-label={`Remove variant ${i}`}>
+                      Remove
+                    </button>
                   )}
-                </Field>
-                <Field id={`v-${i}-version`} label="Version" error={errors[`variants[${i}].prompt_version`]}>
-                  {(a) => (
-                    <select {...a} value={v.prompt_version} onChange={(e) => setRow(i, { prompt_version: e.target.value })}>
-                      {Array.from({ length: p?.latest_version || 0 }, (_, k) => k + 1).map((n) => (
-                        <option key={n} value={n}>
-                          v{n}
-                        </option>
-                      ))}
-                    </select>
-                  )}
-                </Field>
-                <Field id={`v-${i}-weight`} label="Weight" error={errors[`variants[${i}].weight`]}>
-                  {(a) => <input {...a} value={v.weight} onChange={(e) => setRow(i, { weight: e.target.value })} size={4} />}
-                </Field>
-                {rows.length > 2 && (
-                  <button type="button" className="quiet small" onClick={() => setVariants(rows.filter((_, j) => j !== i))} aria-label={`Remove variant ${i}`}>
-                    Remove
-                  </button>
+                </div>
+              );
+            })}
+            <button type="button" className="quiet small" onClick={() => setVariants([...rows, { ...rows[rows.length - 1] }])}>
+              Add variant
+            </button>
+            <div className="toolbar">
+              <Field id="x-metric" label="Metric" error={errors.metric}>
+                {(a) => (
+                  <select {...a} value={metric} onChange={(e) => setMetric(e.target.value)}>
+                    <option value="rate">rate (0/1)</option>
+                    <option value="score">score</option>
+                  </select>
                 )}
-              </div>
-            );
-          })}
-          <button type="button" className="quiet small" onClick={() => setVariants([...rows, { ...rows[rows.length - 1] }])}>
-            Add variant
-          </button>
-          <div className="toolbar">
-            <Field id="x-metric" label="Metric" error={errors.metric}>
-              {(a) => (
-                <select {...a} value={metric} onChange={(e) => setMetric(e.target.value)}>
-                  <option value="rate">rate (0/1)</option>
-                  <option value="score">score</option>
-                </select>
-              )}
+              </Field>
+              <Field id="x-min" label="Min sample" error={errors.min_sample}>
+                {(a) => <input {...a} value={minSample} onChange={(e) => setMinSample(e.target.value)} size={6} />}
+              </Field>
+              <Field id="x-unit" label="Unit" error={errors.unit}>
+                {(a) => (
+                  <select {...a} value={unit} onChange={(e) => setUnit(e.target.value)}>
+                    <option>user</option>
+                    <option>session</option>
+                    <option>agent</option>
+                  </select>
+                )}
+              </Field>
+            </div>
+            <Field id="x-reason" label="Reason" error={errors.reason}>
+              {(a) => <input {...a} value={reason} onChange={(e) => setReason(e.target.value)} size={28} />}
             </Field>
-            <Field id="x-min" label="Min sample" error={errors.min_sample}>
-              {(a) => <input {...a} value={minSample} onChange={(e) => setMinSample(e.target.value)} size={6} />}
-            </Field>
-            <Field id="x-unit" label="Unit" error={errors.unit}>
-              {(a) => (
-                <select {...a} value={unit} onChange={(e) => setUnit(e.target.value)}>
-                  <option>user</option>
-                  <option>session</option>
-                  <option>agent</option>
-                </select>
-              )}
-            </Field>
-          </div>
-          <Field id="x-reason" label="Reason" error={errors.reason}>
-            {(a) => <input {...a} value={reason} onChange={(e) => setReason(e.target.value)} size={28} />}
-          </Field>
-          <div className="actions">
-            <button type="submit">Start experiment</button>
-          </div>
-          <Problem error={error} onDismiss={() => setError(null)} />
-        </form>
+            <div className="actions">
+              <button type="submit">Start experiment</button>
+            </div>
+            <Problem error={error} onDismiss={() => setError(null)} />
+          </form>
+        </Needs>
       )}
     </section>
   );

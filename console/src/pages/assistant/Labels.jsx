@@ -1,5 +1,6 @@
 import { useState } from "react";
 import { all, del, post, put } from "../../api.js";
+import { Needs } from "../../components/Caller.jsx";
 import Confirm from "../../components/Confirm.jsx";
 import Problem from "../../components/Problem.jsx";
 import useResource from "../../components/useResource.js";
@@ -55,76 +56,78 @@ export default function Labels({ id, etag, info, versions, onChanged }) {
   return (
     <section className="panel" aria-labelledby="labels-title">
       <h2 id="labels-title">Labels</h2>
-      <table className="dense" data-testid="labels">
-        <thead>
-          <tr>
-            <th scope="col">Label</th>
-            <th scope="col" className="num">Version</th>
-            <th scope="col">Actions</th>
-          </tr>
-        </thead>
-        <tbody>
-          {Object.entries(info.labels).length === 0 && (
+      <Needs may="write" what="move labels (that needs the operator or admin role; production needs admin)">
+        <table className="dense" data-testid="labels">
+          <thead>
             <tr>
-              <td colSpan={3} className="hint">
-                No labels yet.
-              </td>
+              <th scope="col">Label</th>
+              <th scope="col" className="num">Version</th>
+              <th scope="col">Actions</th>
             </tr>
-          )}
-          {Object.entries(info.labels).map(([name, v]) => (
-            <tr key={name}>
-              <td>
-                <span className={name === "production" ? "badge ok" : "badge"}>{name}</span>
-              </td>
-              <td className="num">v{v}</td>
-              <td className="nowrap">
-                <button
-                  type="button"
-                  className="quiet small"
-                  disabled={!previous(name)}
-                  onClick={() => setConfirm({ action: "rollback", label: name })}
-                  aria-label={`Rollback ${name}`}
-                >
-                  Rollback
-                </button>{" "}
-                <button type="button" className="quiet small" onClick={() => setConfirm({ action: "remove", label: name })} aria-label={`Remove ${name}`}>
-                  Remove
-                </button>
-              </td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
-      <form onSubmit={move} className="toolbar" aria-label="Move a label">
-        <Field id="label-name" label="Label" error={errors.label}>
-          {(p) => (
-            <>
-              <input {...p} list="label-names" value={label} onChange={(e) => setLabel(e.target.value)} size={11} />
-              <datalist id="label-names">
-                <option value="production" />
-                <option value="staging" />
-              </datalist>
-            </>
-          )}
-        </Field>
-        <Field id="label-version" label="Move to version" error={errors.version}>
-          {(p) => (
-            <select {...p} value={target} onChange={(e) => setVersion(e.target.value)}>
-              {versions.map((v) => (
-                <option key={v.version} value={v.version}>
-                  v{v.version}
-                </option>
-              ))}
-            </select>
-          )}
-        </Field>
-        <Field id="label-reason" label="Reason" error={errors.reason}>
-          {(p) => <input {...p} value={reason} onChange={(e) => setReason(e.target.value)} size={14} />}
-        </Field>
-        <button type="submit" disabled={!label.trim() || !target}>
-          Move label
-        </button>
-      </form>
+          </thead>
+          <tbody>
+            {Object.entries(info.labels).length === 0 && (
+              <tr>
+                <td colSpan={3} className="hint">
+                  No labels yet.
+                </td>
+              </tr>
+            )}
+            {Object.entries(info.labels).map(([name, v]) => (
+              <tr key={name}>
+                <td>
+                  <span className={name === "production" ? "badge ok" : "badge"}>{name}</span>
+                </td>
+                <td className="num">v{v}</td>
+                <td className="nowrap">
+                  <button
+                    type="button"
+                    className="quiet small"
+                    disabled={!previous(name)}
+                    onClick={() => setConfirm({ action: "rollback", label: name })}
+                    aria-label={`Rollback ${name}`}
+                  >
+                    Rollback
+                  </button>{" "}
+                  <button type="button" className="quiet small" onClick={() => setConfirm({ action: "remove", label: name })} aria-label={`Remove ${name}`}>
+                    Remove
+                  </button>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+        <form onSubmit={move} className="toolbar" aria-label="Move a label">
+          <Field id="label-name" label="Label" error={errors.label}>
+            {(p) => (
+              <>
+                <input {...p} list="label-names" value={label} onChange={(e) => setLabel(e.target.value)} size={11} />
+                <datalist id="label-names">
+                  <option value="production" />
+                  <option value="staging" />
+                </datalist>
+              </>
+            )}
+          </Field>
+          <Field id="label-version" label="Move to version" error={errors.version}>
+            {(p) => (
+              <select {...p} value={target} onChange={(e) => setVersion(e.target.value)}>
+                {versions.map((v) => (
+                  <option key={v.version} value={v.version}>
+                    v{v.version}
+                  </option>
+                ))}
+              </select>
+            )}
+          </Field>
+          <Field id="label-reason" label="Reason" error={errors.reason}>
+            {(p) => <input {...p} value={reason} onChange={(e) => setReason(e.target.value)} size={14} />}
+          </Field>
+          <button type="submit" disabled={!label.trim() || !target}>
+            Move label
+          </button>
+        </form>
+      </Needs>
       {done && <p role="status" className="saved">{done}</p>}
       <Problem error={error} onReload={() => { setError(null); onChanged(); }} onDismiss={() => setError(null)} />
       <Confirm

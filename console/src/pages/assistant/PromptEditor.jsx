@@ -1,5 +1,6 @@
 import { useEffect, useState } from "react";
 import { all, get, post, put } from "../../api.js";
+import { Needs } from "../../components/Caller.jsx";
 import Problem from "../../components/Problem.jsx";
 import useResource from "../../components/useResource.js";
 import CodeEditor from "./CodeEditor.jsx";
@@ -61,15 +62,17 @@ export default function PromptEditor({ role, promptId, onSelectPrompt, onChanged
             </li>
           ))}
         </ul>
-        <form onSubmit={create} className="create-prompt">
-          <Field id="new-prompt" label="New prompt name" error={fieldErrors(createError).name}>
-            {(p) => <input {...p} value={name} onChange={(e) => setName(e.target.value)} size={16} placeholder="e.g. concise" />}
-          </Field>
-          <button type="submit" disabled={!name.trim()}>
-            Create prompt
-          </button>
-          <Problem error={createError} onDismiss={() => setCreateError(null)} />
-        </form>
+        <Needs may="write" what="create prompts: that needs the operator or admin role">
+          <form onSubmit={create} className="create-prompt">
+            <Field id="new-prompt" label="New prompt name" error={fieldErrors(createError).name}>
+              {(p) => <input {...p} value={name} onChange={(e) => setName(e.target.value)} size={16} placeholder="e.g. concise" />}
+            </Field>
+            <button type="submit" disabled={!name.trim()}>
+              Create prompt
+            </button>
+            <Problem error={createError} onDismiss={() => setCreateError(null)} />
+          </form>
+        </Needs>
       </section>
       {selected && (
         <PromptWorkspace
@@ -204,67 +207,69 @@ function PromptWorkspace({ id, role, onChanged }) {
         </div>
         {info.description && <p className="hint">{info.description}</p>}
         <Problem error={loadError} onDismiss={() => setLoadError(null)} />
-        <form onSubmit={save} aria-label="New version">
-          <div className="editor-grid">
-            <div className={errors.system_template ? "invalid" : undefined}>
-              <p className="editor-label" id="system-label">System template</p>
-              <CodeEditor label="System template" value={draft.system} onChange={(t) => setDraft((d) => ({ ...d, system: t }))} testId="system-editor" />
-              {errors.system_template && <span className="field-error" data-field-error>{errors.system_template}</span>}
+        <Needs may="write" what="save prompt versions: that needs the operator or admin role">
+          <form onSubmit={save} aria-label="New version">
+            <div className="editor-grid">
+              <div className={errors.system_template ? "invalid" : undefined}>
+                <p className="editor-label" id="system-label">System template</p>
+                <CodeEditor label="System template" value={draft.system} onChange={(t) => setDraft((d) => ({ ...d, system: t }))} testId="system-editor" />
+                {errors.system_template && <span className="field-error" data-field-error>{errors.system_template}</span>}
+              </div>
+              <div className={errors.user_template ? "invalid" : undefined}>
+                <p className="editor-label" id="user-label">User template</p>
+                <CodeEditor label="User template" value={draft.user} onChange={(t) => setDraft((d) => ({ ...d, user: t }))} testId="user-editor" />
+                {errors.user_template && <span className="field-error" data-field-error>{errors.user_template}</span>}
+              </div>
             </div>
-            <div className={errors.user_template ? "invalid" : undefined}>
-              <p className="editor-label" id="user-label">User template</p>
-              <CodeEditor label="User template" value={draft.user} onChange={(t) => setDraft((d) => ({ ...d, user: t }))} testId="user-editor" />
-              {errors.user_template && <span className="field-error" data-field-error>{errors.user_template}</span>}
-            </div>
-          </div>
-          <p className="variables" data-testid="variables">
-            <strong>Variables</strong>{" "}
-            {variables.length ? (
-              variables.map((v) => (
-                <code key={v} className="var">
-                  {`{{${v}}}`}
-                </code>
-              ))
-            ) : (
-              <span className="hint">none — write {"{{ name }}"} in a template</span>
-            )}
-            {Object.entries(errors)
-              .filter(([f]) => f.startsWith("variables"))
-              .map(([f, m]) => (
-                <span key={f} className="field-error">
-                  <code>{f}</code> {m}
+            <p className="variables" data-testid="variables">
+              <strong>Variables</strong>{" "}
+              {variables.length ? (
+                variables.map((v) => (
+                  <code key={v} className="var">
+                    {`{{${v}}}`}
+                  </code>
+                ))
+              ) : (
+                <span className="hint">none — write {"{{ name }}"} in a template</span>
+              )}
+              {Object.entries(errors)
+                .filter(([f]) => f.startsWith("variables"))
+                .map(([f, m]) => (
+                  <span key={f} className="field-error">
+                    <code>{f}</code> {m}
+                  </span>
+                ))}
+              {base?.warnings?.map((w, i) => (
+                <span key={i} className="badge warn">
+                  {w.message}
                 </span>
               ))}
-            {base?.warnings?.map((w, i) => (
-              <span key={i} className="badge warn">
-                {w.message}
-              </span>
-            ))}
-          </p>
-          <div className="toolbar">
-            <Field id="o-temperature" label="Temperature override" error={errors["overrides.temperature"]} hint={`role: ${role.settings.temperature}`}>
-              {(p) => <input {...p} value={draft.temperature} onChange={(e) => setDraft({ ...draft, temperature: e.target.value })} size={6} />}
-            </Field>
-            <Field id="o-max-tokens" label="Max tokens override" error={errors["overrides.max_tokens"]} hint={`role: ${role.settings.max_tokens}`}>
-              {(p) => <input {...p} value={draft.max_tokens} onChange={(e) => setDraft({ ...draft, max_tokens: e.target.value })} size={7} />}
-            </Field>
-            <Field id="commit-message" label="Commit message" error={errors.message} wide>
-              {(p) => <input {...p} value={draft.message} onChange={(e) => setDraft({ ...draft, message: e.target.value })} size={44} placeholder="what changed and why" />}
-            </Field>
-            <div className="actions">
-              <button type="submit" disabled={busy || !edited}>
-                {busy ? "Saving…" : "Save as new version"}
-              </button>
-              {base && (
-                <button type="button" className="quiet" disabled={busy || !edited} onClick={() => load(base.version)}>
-                  Revert edits
+            </p>
+            <div className="toolbar">
+              <Field id="o-temperature" label="Temperature override" error={errors["overrides.temperature"]} hint={`role: ${role.settings.temperature}`}>
+                {(p) => <input {...p} value={draft.temperature} onChange={(e) => setDraft({ ...draft, temperature: e.target.value })} size={6} />}
+              </Field>
+              <Field id="o-max-tokens" label="Max tokens override" error={errors["overrides.max_tokens"]} hint={`role: ${role.settings.max_tokens}`}>
+                {(p) => <input {...p} value={draft.max_tokens} onChange={(e) => setDraft({ ...draft, max_tokens: e.target.value })} size={7} />}
+              </Field>
+              <Field id="commit-message" label="Commit message" error={errors.message} wide>
+                {(p) => <input {...p} value={draft.message} onChange={(e) => setDraft({ ...draft, message: e.target.value })} size={44} placeholder="what changed and why" />}
+              </Field>
+              <div className="actions">
+                <button type="submit" disabled={busy || !edited}>
+                  {busy ? "Saving…" : "Save as new version"}
                 </button>
-              )}
+                {base && (
+                  <button type="button" className="quiet" disabled={busy || !edited} onClick={() => load(base.version)}>
+                    Revert edits
+                  </button>
+                )}
+              </div>
             </div>
-          </div>
-          {saved && <p role="status" className="saved">{saved}</p>}
-          <Problem error={saveError} onReload={reloadAll} onDismiss={() => setSaveError(null)} />
-        </form>
+            {saved && <p role="status" className="saved">{saved}</p>}
+            <Problem error={saveError} onReload={reloadAll} onDismiss={() => setSaveError(null)} />
+          </form>
+        </Needs>
       </section>
 
       <div className="two-col">

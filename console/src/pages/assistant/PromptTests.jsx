@@ -1,5 +1,6 @@
 import { useEffect, useState } from "react";
 import { ApiError, get, post, put } from "../../api.js";
+import { Needs } from "../../components/Caller.jsx";
 import Problem from "../../components/Problem.jsx";
 import useResource from "../../components/useResource.js";
 import Field from "./Field.jsx";
@@ -236,121 +237,123 @@ export default function PromptTests({ id, info, versions, draft, variables, role
   return (
     <section className="panel" aria-labelledby="tests-title">
       <h2 id="tests-title">Test against sample inputs</h2>
-      <form onSubmit={test} aria-label="Test run">
-        <div className="test-grid">
-          <fieldset>
-            <legend>Run</legend>
-            <div className="checks">
-              {versions
-                .slice()
-                .reverse()
-                .map((v) => (
-                  <span key={v.version}>
-                    <input id={`subj-${v.version}`} type="checkbox" checked={subjects.includes(String(v.version))} onChange={() => toggle(String(v.version))} />
-                    <label htmlFor={`subj-${v.version}`}>v{v.version}</label>
-                  </span>
-                ))}
-              <span>
-                <input id="subj-draft" type="checkbox" checked={subjects.includes("draft")} onChange={() => toggle("draft")} />
-                <label htmlFor="subj-draft">Editor draft</label>
-              </span>
-            </div>
-            <div className="toolbar">
-              <Field id="t-max-tokens" label="Max tokens" error={errors["settings.max_tokens"]} hint={`role: ${role.settings.max_tokens}`}>
-                {(p) => <input {...p} value={settings.max_tokens} onChange={(e) => setSettings({ ...settings, max_tokens: e.target.value })} size={5} />}
-              </Field>
-              <Field id="t-temperature" label="Temperature" error={errors["settings.temperature"]} hint="empty: the version's">
-                {(p) => <input {...p} value={settings.temperature} onChange={(e) => setSettings({ ...settings, temperature: e.target.value })} size={5} />}
-              </Field>
-              <Field id="t-reason" label="Reason" error={errors.reason}>
-                {(p) => <input {...p} value={reason} onChange={(e) => setReason(e.target.value)} size={14} />}
-              </Field>
-            </div>
-          </fieldset>
-
-          <fieldset>
-            <legend>Sample inputs</legend>
-            {inputs.map((inp, i) => (
-              <div key={i} className="sample">
-                <Field id={`in-${i}-name`} label={`Input ${i + 1} name`}>
-                  {(p) => <input {...p} value={inp.name} onChange={(e) => setInput(i, { name: e.target.value })} size={10} />}
+      <Needs may="write" what="run prompt tests or change the suite: that needs the operator or admin role">
+        <form onSubmit={test} aria-label="Test run">
+          <div className="test-grid">
+            <fieldset>
+              <legend>Run</legend>
+              <div className="checks">
+                {versions
+                  .slice()
+                  .reverse()
+                  .map((v) => (
+                    <span key={v.version}>
+                      <input id={`subj-${v.version}`} type="checkbox" checked={subjects.includes(String(v.version))} onChange={() => toggle(String(v.version))} />
+                      <label htmlFor={`subj-${v.version}`}>v{v.version}</label>
+                    </span>
+                  ))}
+                <span>
+                  <input id="subj-draft" type="checkbox" checked={subjects.includes("draft")} onChange={() => toggle("draft")} />
+                  <label htmlFor="subj-draft">Editor draft</label>
+                </span>
+              </div>
+              <div className="toolbar">
+                <Field id="t-max-tokens" label="Max tokens" error={errors["settings.max_tokens"]} hint={`role: ${role.settings.max_tokens}`}>
+                  {(p) => <input {...p} value={settings.max_tokens} onChange={(e) => setSettings({ ...settings, max_tokens: e.target.value })} size={5} />}
                 </Field>
-                {variables.map((v) => (
-                  <Field key={v} id={`in-${i}-var-${v}`} label={v} error={errors[`inputs[${i}].values`]}>
-                    {(p) => <textarea {...p} rows={1} cols={22} value={inp.values[v] ?? ""} onChange={(e) => setInput(i, { values: { ...inp.values, [v]: e.target.value } })} />}
+                <Field id="t-temperature" label="Temperature" error={errors["settings.temperature"]} hint="empty: the version's">
+                  {(p) => <input {...p} value={settings.temperature} onChange={(e) => setSettings({ ...settings, temperature: e.target.value })} size={5} />}
+                </Field>
+                <Field id="t-reason" label="Reason" error={errors.reason}>
+                  {(p) => <input {...p} value={reason} onChange={(e) => setReason(e.target.value)} size={14} />}
+                </Field>
+              </div>
+            </fieldset>
+
+            <fieldset>
+              <legend>Sample inputs</legend>
+              {inputs.map((inp, i) => (
+                <div key={i} className="sample">
+                  <Field id={`in-${i}-name`} label={`Input ${i + 1} name`}>
+                    {(p) => <input {...p} value={inp.name} onChange={(e) => setInput(i, { name: e.target.value })} size={10} />}
                   </Field>
-                ))}
-                {inputs.length > 1 && (
-                  <button type="button" className="quiet small" onClick={() => setInputs(inputs.filter((_, j) => j !== i))} aria-label={`Remove input ${i + 1}`}>
+                  {variables.map((v) => (
+                    <Field key={v} id={`in-${i}-var-${v}`} label={v} error={errors[`inputs[${i}].values`]}>
+                      {(p) => <textarea {...p} rows={1} cols={22} value={inp.values[v] ?? ""} onChange={(e) => setInput(i, { values: { ...inp.values, [v]: e.target.value } })} />}
+                    </Field>
+                  ))}
+                  {inputs.length > 1 && (
+                    <button type="button" className="quiet small" onClick={() => setInputs(inputs.filter((_, j) => j !== i))} aria-label={`Remove input ${i + 1}`}>
+                      Remove
+                    </button>
+                  )}
+                </div>
+              ))}
+              {!variables.length && <p className="hint">The template uses no variables: each input is just a name.</p>}
+              <button type="button" className="quiet small" onClick={() => setInputs([...inputs, { name: `sample ${inputs.length + 1}`, values: {} }])}>
+                Add input
+              </button>
+            </fieldset>
+
+            <fieldset>
+              <legend>Assertions</legend>
+              {assertions.map((a, i) => (
+                <div key={i} className="sample">
+                  <Field id={`as-${i}-kind`} label={`Assertion ${i + 1}`} error={errors[`assertions[${i}].kind`]}>
+                    {(p) => (
+                      <select {...p} value={a.kind} onChange={(e) => setAssertion(i, { kind: e.target.value })}>
+                        {KINDS.map((k) => (
+                          <option key={k}>{k}</option>
+                        ))}
+                      </select>
+                    )}
+                  </Field>
+                  {a.kind !== "json_valid" && (
+                    <Field id={`as-${i}-value`} label="Value" error={errors[`assertions[${i}].value`]}>
+                      {(p) => <input {...p} value={a.value} onChange={(e) => setAssertion(i, { value: e.target.value })} size={16} />}
+                    </Field>
+                  )}
+                  <button type="button" className="quiet small" onClick={() => setAssertions(assertions.filter((_, j) => j !== i))} aria-label={`Remove assertion ${i + 1}`}>
                     Remove
                   </button>
-                )}
-              </div>
-            ))}
-            {!variables.length && <p className="hint">The template uses no variables: each input is just a name.</p>}
-            <button type="button" className="quiet small" onClick={() => setInputs([...inputs, { name: `sample ${inputs.length + 1}`, values: {} }])}>
-              Add input
-            </button>
-          </fieldset>
-
-          <fieldset>
-            <legend>Assertions</legend>
-            {assertions.map((a, i) => (
-              <div key={i} className="sample">
-                <Field id={`as-${i}-kind`} label={`Assertion ${i + 1}`} error={errors[`assertions[${i}].kind`]}>
-                  {(p) => (
-                    <select {...p} value={a.kind} onChange={(e) => setAssertion(i, { kind: e.target.value })}>
-                      {KINDS.map((k) => (
-                        <option key={k}>{k}</option>
-                      ))}
-                    </select>
-                  )}
-                </Field>
-                {a.kind !== "json_valid" && (
-                  <Field id={`as-${i}-value`} label="Value" error={errors[`assertions[${i}].value`]}>
-                    {(p) => <input {...p} value={a.value} onChange={(e) => setAssertion(i, { value: e.target.value })} size={16} />}
-                  </Field>
-                )}
-                <button type="button" className="quiet small" onClick={() => setAssertions(assertions.filter((_, j) => j !== i))} aria-label={`Remove assertion ${i + 1}`}>
-                  Remove
-                </button>
-              </div>
-            ))}
-            <button type="button" className="quiet small" onClick={() => setAssertions([...assertions, { kind: "contains", value: "" }])}>
-              Add assertion
-            </button>
-          </fieldset>
-        </div>
-        <div className="actions">
-          <button type="submit" disabled={!!busy || !subjects.length}>
-            {busy === "test" ? "Running on the model…" : `Run test (${cases} case${cases === 1 ? "" : "s"})`}
-          </button>
-          <button type="button" className="quiet" disabled={!!busy} onClick={saveSuite}>
-            {busy === "suite" ? "Saving…" : "Save as the prompt's suite"}
-          </button>
-          <button type="button" className="quiet" disabled={!!busy || !suiteData || !subjects.some((s) => s !== "draft")} onClick={runSuite}>
-            {busy === "suite-run" ? "Running the suite…" : "Run the saved suite"}
-          </button>
-          {busy === "test" && (
-            <span role="status" className="hint">
-              The model is answering; a case takes a second or more.
-            </span>
-          )}
-        </div>
-        {errorList.length > 0 && (
-          <ul className="field-errors">
-            {errorList
-              .filter(([f]) => !/^(settings\.(max_tokens|temperature)|reason|assertions\[\d+\]\.(kind|value)|inputs\[\d+\]\.values)$/.test(f))
-              .map(([f, m]) => (
-                <li key={f}>
-                  <code>{f}</code> {m}
-                </li>
+                </div>
               ))}
-          </ul>
-        )}
-        <Problem error={error} onDismiss={() => setError(null)} />
-        {suiteNote && <p role="status" className="saved">{suiteNote}</p>}
-      </form>
+              <button type="button" className="quiet small" onClick={() => setAssertions([...assertions, { kind: "contains", value: "" }])}>
+                Add assertion
+              </button>
+            </fieldset>
+          </div>
+          <div className="actions">
+            <button type="submit" disabled={!!busy || !subjects.length}>
+              {busy === "test" ? "Running on the model…" : `Run test (${cases} case${cases === 1 ? "" : "s"})`}
+            </button>
+            <button type="button" className="quiet" disabled={!!busy} onClick={saveSuite}>
+              {busy === "suite" ? "Saving…" : "Save as the prompt's suite"}
+            </button>
+            <button type="button" className="quiet" disabled={!!busy || !suiteData || !subjects.some((s) => s !== "draft")} onClick={runSuite}>
+              {busy === "suite-run" ? "Running the suite…" : "Run the saved suite"}
+            </button>
+            {busy === "test" && (
+              <span role="status" className="hint">
+                The model is answering; a case takes a second or more.
+              </span>
+            )}
+          </div>
+          {errorList.length > 0 && (
+            <ul className="field-errors">
+              {errorList
+                .filter(([f]) => !/^(settings\.(max_tokens|temperature)|reason|assertions\[\d+\]\.(kind|value)|inputs\[\d+\]\.values)$/.test(f))
+                .map(([f, m]) => (
+                  <li key={f}>
+                    <code>{f}</code> {m}
+                  </li>
+                ))}
+            </ul>
+          )}
+          <Problem error={error} onDismiss={() => setError(null)} />
+          {suiteNote && <p role="status" className="saved">{suiteNote}</p>}
+        </form>
+      </Needs>
 
       {run && <RunCases run={run} />}
 

@@ -1,4 +1,5 @@
 import { get } from "../../api.js";
+import { Needs } from "../../components/Caller.jsx";
 import Problem from "../../components/Problem.jsx";
 import useResource from "../../components/useResource.js";
 import { ENTITY_COLOUR, KIND_COLOURS, MEMORY, memoryOf, num, shortId } from "./memory.js";
@@ -137,23 +138,25 @@ function MemoryDetail({ id, refresh, onAction, onSelect }) {
           )}
         </p>
       )}
-      <div className="actions">
-        {m.status === "active" && (
-          <button type="button" className="danger" onClick={() => onAction("invalidate", m.id)}>
-            Delete (invalidate)
-          </button>
-        )}
-        {m.status === "invalidated" && (
-          <button type="button" onClick={() => onAction("restore", m.id)}>
-            Restore
-          </button>
-        )}
-        {m.status !== "erased" && (
-          <button type="button" className="danger" onClick={() => onAction("erase", m.id)}>
-            Erase for good
-          </button>
-        )}
-      </div>
+      <Needs may="write" what="delete, restore or erase memories: that needs the operator or admin role">
+        <div className="actions">
+          {m.status === "active" && (
+            <button type="button" className="danger" onClick={() => onAction("invalidate", m.id)}>
+              Delete (invalidate)
+            </button>
+          )}
+          {m.status === "invalidated" && (
+            <button type="button" onClick={() => onAction("restore", m.id)}>
+              Restore
+            </button>
+          )}
+          {m.status !== "erased" && (
+            <button type="button" className="danger" onClick={() => onAction("erase", m.id)}>
+              Erase for good
+            </button>
+          )}
+        </div>
+      </Needs>
       <StrengthComponents strength={m.strength} />
       {(m.entities.length > 0 || m.relations.length > 0) && (
         <>

@@ -1,6 +1,7 @@
 import { useEffect, useMemo, useState } from "react";
 import { useSearchParams } from "react-router-dom";
 import { all, get, post } from "../../api.js";
+import { Needs } from "../../components/Caller.jsx";
 import Problem from "../../components/Problem.jsx";
 import useResource from "../../components/useResource.js";
 import AccuracyTracker from "./AccuracyTracker.jsx";
@@ -347,107 +348,109 @@ function Jobs({ ticker, summary, models, choices, refresh, onStarted, onDone }) 
   return (
     <section className="panel" aria-labelledby="jobs-title">
       <h2 id="jobs-title">Run a forecast or a backtest</h2>
-      <div className="row">
-        <form className="pred-form" onSubmit={(e) => submit(e, "run")} aria-labelledby="run-title">
-          <h3 id="run-title">Forecast at one cutoff</h3>
-          <div className="toolbar">
-            <div className="field">
-              <label htmlFor="run-model">Model</label>
-              <select id="run-model" value={runModel} onChange={(e) => setRunForm({ ...runForm, model: e.target.value })}>
-                {choices.map((c) => (
-                  <option key={c.key} value={c.key}>
-                    {c.label}
-                  </option>
-                ))}
-              </select>
+      <Needs may="write" what="run forecasts or backtests: that needs the operator or admin role">
+        <div className="row">
+          <form className="pred-form" onSubmit={(e) => submit(e, "run")} aria-labelledby="run-title">
+            <h3 id="run-title">Forecast at one cutoff</h3>
+            <div className="toolbar">
+              <div className="field">
+                <label htmlFor="run-model">Model</label>
+                <select id="run-model" value={runModel} onChange={(e) => setRunForm({ ...runForm, model: e.target.value })}>
+                  {choices.map((c) => (
+                    <option key={c.key} value={c.key}>
+                      {c.label}
+                    </option>
+                  ))}
+                </select>
+              </div>
+              <div className="field">
+                <label htmlFor="run-horizon">Horizon (bars, 1–30)</label>
+                <input
+                  id="run-horizon"
+                  type="number"
+                  inputMode="numeric"
+                  size={5}
+                  value={runForm.horizon}
+                  onChange={(e) => setRunForm({ ...runForm, horizon: e.target.value })}
+                />
+              </div>
+              <div className="field">
+                <label htmlFor="run-levels">Levels %</label>
+                <input
+                  id="run-levels"
+                  size={10}
+                  value={runForm.levels}
+                  onChange={(e) => setRunForm({ ...runForm, levels: e.target.value })}
+                />
+              </div>
+              <div className="field">
+                <label htmlFor="run-asof">Cutoff on or before</label>
+                <input
+                  id="run-asof"
+                  type="date"
+                  value={runForm.as_of}
+                  onChange={(e) => setRunForm({ ...runForm, as_of: e.target.value })}
+                />
+              </div>
+              <div className="field">
+                <button type="submit" disabled={busy || !ticker}>
+                  Run forecast
+                </button>
+              </div>
             </div>
-            <div className="field">
-              <label htmlFor="run-horizon">Horizon (bars, 1–30)</label>
-              <input
-                id="run-horizon"
-                type="number"
-                inputMode="numeric"
-                size={5}
-                value={runForm.horizon}
-                onChange={(e) => setRunForm({ ...runForm, horizon: e.target.value })}
-              />
+            <p className="hint">Empty cutoff: the last bar of {ticker || "the ticker"}. GARCH fits take longer than the others.</p>
+            <Problem error={runError} onDismiss={() => setRunError(null)} />
+          </form>
+          <form className="pred-form" onSubmit={(e) => submit(e, "backtest")} aria-labelledby="bt-title">
+            <h3 id="bt-title">Backtest of the selected models</h3>
+            <div className="toolbar">
+              <div className="field">
+                <label htmlFor="bt-start">From</label>
+                <input id="bt-start" type="date" value={btForm.start} onChange={(e) => setBtForm({ ...btForm, start: e.target.value })} />
+              </div>
+              <div className="field">
+                <label htmlFor="bt-end">To</label>
+                <input id="bt-end" type="date" value={btForm.end} onChange={(e) => setBtForm({ ...btForm, end: e.target.value })} />
+              </div>
+              <div className="field">
+                <label htmlFor="bt-step">Every (bars)</label>
+                <input
+                  id="bt-step"
+                  type="number"
+                  inputMode="numeric"
+                  size={4}
+                  value={btForm.step}
+                  onChange={(e) => setBtForm({ ...btForm, step: e.target.value })}
+                />
+              </div>
+              <div className="field">
+                <label htmlFor="bt-horizon">Horizon (bars)</label>
+                <input
+                  id="bt-horizon"
+                  type="number"
+                  inputMode="numeric"
+                  size={4}
+                  value={btForm.horizon}
+                  onChange={(e) => setBtForm({ ...btForm, horizon: e.target.value })}
+                />
+              </div>
+              <div className="field">
+                <label htmlFor="bt-levels">Levels %</label>
+                <input id="bt-levels" size={10} value={btForm.levels} onChange={(e) => setBtForm({ ...btForm, levels: e.target.value })} />
+              </div>
+              <div className="field">
+                <button type="submit" disabled={busy || !ticker}>
+                  Run backtest
+                </button>
+              </div>
             </div>
-            <div className="field">
-              <label htmlFor="run-levels">Levels %</label>
-              <input
-                id="run-levels"
-                size={10}
-                value={runForm.levels}
-                onChange={(e) => setRunForm({ ...runForm, levels: e.target.value })}
-              />
-            </div>
-            <div className="field">
-              <label htmlFor="run-asof">Cutoff on or before</label>
-              <input
-                id="run-asof"
-                type="date"
-                value={runForm.as_of}
-                onChange={(e) => setRunForm({ ...runForm, as_of: e.target.value })}
-              />
-            </div>
-            <div className="field">
-              <button type="submit" disabled={busy || !ticker}>
-                Run forecast
-              </button>
-            </div>
-          </div>
-          <p className="hint">Empty cutoff: the last bar of {ticker || "the ticker"}. GARCH fits take longer than the others.</p>
-          <Problem error={runError} onDismiss={() => setRunError(null)} />
-        </form>
-        <form className="pred-form" onSubmit={(e) => submit(e, "backtest")} aria-labelledby="bt-title">
-          <h3 id="bt-title">Backtest of the selected models</h3>
-          <div className="toolbar">
-            <div className="field">
-              <label htmlFor="bt-start">From</label>
-              <input id="bt-start" type="date" value={btForm.start} onChange={(e) => setBtForm({ ...btForm, start: e.target.value })} />
-            </div>
-            <div className="field">
-              <label htmlFor="bt-end">To</label>
-              <input id="bt-end" type="date" value={btForm.end} onChange={(e) => setBtForm({ ...btForm, end: e.target.value })} />
-            </div>
-            <div className="field">
-              <label htmlFor="bt-step">Every (bars)</label>
-              <input
-                id="bt-step"
-                type="number"
-                inputMode="numeric"
-                size={4}
-                value={btForm.step}
-                onChange={(e) => setBtForm({ ...btForm, step: e.target.value })}
-              />
-            </div>
-            <div className="field">
-              <label htmlFor="bt-horizon">Horizon (bars)</label>
-              <input
-                id="bt-horizon"
-                type="number"
-                inputMode="numeric"
-                size={4}
-                value={btForm.horizon}
-                onChange={(e) => setBtForm({ ...btForm, horizon: e.target.value })}
-              />
-            </div>
-            <div className="field">
-              <label htmlFor="bt-levels">Levels %</label>
-              <input id="bt-levels" size={10} value={btForm.levels} onChange={(e) => setBtForm({ ...btForm, levels: e.target.value })} />
-            </div>
-            <div className="field">
-              <button type="submit" disabled={busy || !ticker}>
-                Run backtest
-              </button>
-            </div>
-          </div>
-          <p className="hint">
-            Models: {models.join(", ") || "none selected"}. Each cutoff's forecasts are scored at once where the bars exist.
-          </p>
-          <Problem error={btError} onDismiss={() => setBtError(null)} />
-        </form>
-      </div>
+            <p className="hint">
+              Models: {models.join(", ") || "none selected"}. Each cutoff's forecasts are scored at once where the bars exist.
+            </p>
+            <Problem error={btError} onDismiss={() => setBtError(null)} />
+          </form>
+        </div>
+      </Needs>
 
       {current && <JobStatus job={current} />}
       <Problem error={pollError} />

@@ -1,5 +1,6 @@
 import { useMemo, useState } from "react";
 import { all, get, post, versionOf } from "../../api.js";
+import { refusal, useCaller, useMay } from "../../components/Caller.jsx";
 import Chart from "../../components/Chart.jsx";
 import Confirm from "../../components/Confirm.jsx";
 import Graph from "../../components/Graph.jsx";
@@ -43,6 +44,8 @@ export default function ModelCard({ modelId, onChanged, onClose }) {
   const etag = model.data?.etag;
   const deployments = asOf ? detail?.deployments || [] : history.data || detail?.deployments || [];
   const past = Boolean(asOf);
+  const caller = useCaller();
+  const mayWrite = useMay("write");
 
   function reloadAll() {
     model.reload();
@@ -162,11 +165,16 @@ export default function ModelCard({ modelId, onChanged, onClose }) {
       <p role="status" className="notice">
         {notice}
       </p>
+      {!mayWrite && (
+        <p className="hint" data-testid="read-only">
+          {refusal(caller, "deploy or roll back: that needs the operator or admin role")}
+        </p>
+      )}
 
       <Environments
         detail={detail}
         deployments={deployments}
-        disabled={past || busy}
+        disabled={past || busy || !mayWrite}
         onRollback={(environment, from, to) => ask({ action: "rollback", environment, from, to })}
       />
       {failure?.action === "rollback" && (
@@ -175,7 +183,7 @@ export default function ModelCard({ modelId, onChanged, onClose }) {
 
       <Versions
         detail={detail}
-        disabled={past || busy}
+        disabled={past || busy || !mayWrite}
         onDeploy={(version, environment) => ask({ action: "deploy", version, environment })}
       >
         {failure?.action === "deploy" && (

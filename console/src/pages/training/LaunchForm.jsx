@@ -1,5 +1,6 @@
 import { useEffect, useMemo, useState } from "react";
 import { all, post } from "../../api.js";
+import { Needs } from "../../components/Caller.jsx";
 import Problem from "../../components/Problem.jsx";
 import useResource from "../../components/useResource.js";
 import { fieldErrors } from "./format.js";
@@ -274,141 +275,143 @@ export default function LaunchForm({ onLaunched }) {
   return (
     <section className="panel launch" aria-labelledby="launch-title">
       <h2 id="launch-title">New training run</h2>
-      <div className="field wide">
-        <label htmlFor="dataset">Dataset</label>
-        <div className="inline-controls">
-          <select
-            id="dataset"
-            value={datasetId}
-            onChange={(e) => setDatasetId(e.target.value)}
-            aria-invalid={errors.dataset_id ? "true" : undefined}
-            aria-describedby={errors.dataset_id ? "dataset-error" : "dataset-help"}
-          >
-            {!list.length && <option value="">{datasets.loading ? "Loading…" : "No datasets yet"}</option>}
-            {list.map((d) => (
-              <option key={d.id} value={d.id}>
-                {d.name} ({d.row_count} rows, {d.target})
-              </option>
-            ))}
-          </select>
-          <button type="button" className="quiet" aria-expanded={creating} onClick={() => setCreating((c) => !c)}>
-            New dataset…
-          </button>
-        </div>
-        {errors.dataset_id ? (
-          <span className="field-error" id="dataset-error">
-            {errors.dataset_id}
-          </span>
-        ) : (
-          <div id="dataset-help">
-            <DatasetSummary dataset={dataset} />
+      <Needs may="write" what="build datasets or start training: that needs the operator or admin role">
+        <div className="field wide">
+          <label htmlFor="dataset">Dataset</label>
+          <div className="inline-controls">
+            <select
+              id="dataset"
+              value={datasetId}
+              onChange={(e) => setDatasetId(e.target.value)}
+              aria-invalid={errors.dataset_id ? "true" : undefined}
+              aria-describedby={errors.dataset_id ? "dataset-error" : "dataset-help"}
+            >
+              {!list.length && <option value="">{datasets.loading ? "Loading…" : "No datasets yet"}</option>}
+              {list.map((d) => (
+                <option key={d.id} value={d.id}>
+                  {d.name} ({d.row_count} rows, {d.target})
+                </option>
+              ))}
+            </select>
+            <button type="button" className="quiet" aria-expanded={creating} onClick={() => setCreating((c) => !c)}>
+              New dataset…
+            </button>
           </div>
-        )}
-        <Problem error={datasets.error} onReload={datasets.reload} />
-      </div>
-      {created && !creating && (
-        <p className="hint" role="status">
-          Dataset <strong>{created.name}</strong> registered: {created.row_count} rows.
-        </p>
-      )}
-      {creating && <DatasetForm onCreated={datasetCreated} onCancel={() => setCreating(false)} />}
-      <form onSubmit={submit} noValidate aria-labelledby="launch-title">
-        <div className="grid two">
-          <Field
-            id="model_type"
-            def={{ name: "model_type", label: "Model type", choices: ["mlp_classifier", "mlp_regressor"], hint: "classifier: direction datasets" }}
-            value={modelType}
-            onChange={(_, v) => setModelType(v)}
-            error={errors.model_type}
-          />
-          <Field
-            id="model_name"
-            def={{ name: "model_name", label: "Registry model name", type: "text", placeholder: defaultName, hint: "empty: the default shown" }}
-            value={modelName}
-            onChange={(_, v) => setModelName(v)}
-            error={errors.model_name}
-          />
+          {errors.dataset_id ? (
+            <span className="field-error" id="dataset-error">
+              {errors.dataset_id}
+            </span>
+          ) : (
+            <div id="dataset-help">
+              <DatasetSummary dataset={dataset} />
+            </div>
+          )}
+          <Problem error={datasets.error} onReload={datasets.reload} />
         </div>
-
-        <fieldset className="group">
-          <legend>Hyperparameters</legend>
-          <div className="grid">
-            {HYPERPARAMETERS.map((d) => (
-              <Field
-                key={d.name}
-                id={`hp-${d.name}`}
-                def={d}
-                value={hp[d.name]}
-                onChange={(n, v) => setHp((s) => ({ ...s, [n]: v }))}
-                error={errors[`hyperparameters.${d.name}`]}
-              />
-            ))}
+        {created && !creating && (
+          <p className="hint" role="status">
+            Dataset <strong>{created.name}</strong> registered: {created.row_count} rows.
+          </p>
+        )}
+        {creating && <DatasetForm onCreated={datasetCreated} onCancel={() => setCreating(false)} />}
+        <form onSubmit={submit} noValidate aria-labelledby="launch-title">
+          <div className="grid two">
             <Field
-              id="record_every_steps"
-              def={{ name: "record_every_steps", label: "Record a point every N steps", hint: "empty: once per epoch" }}
-              span
-              value={recordEvery}
-              onChange={(_, v) => setRecordEvery(v)}
-              error={errors.record_every_steps}
+              id="model_type"
+              def={{ name: "model_type", label: "Model type", choices: ["mlp_classifier", "mlp_regressor"], hint: "classifier: direction datasets" }}
+              value={modelType}
+              onChange={(_, v) => setModelType(v)}
+              error={errors.model_type}
+            />
+            <Field
+              id="model_name"
+              def={{ name: "model_name", label: "Registry model name", type: "text", placeholder: defaultName, hint: "empty: the default shown" }}
+              value={modelName}
+              onChange={(_, v) => setModelName(v)}
+              error={errors.model_name}
             />
           </div>
-        </fieldset>
 
-        <fieldset className="group">
-          <legend>
-            <label className="check">
-              <input type="checkbox" checked={earlyOn} onChange={(e) => setEarlyOn(e.target.checked)} />
-              Early stopping
-            </label>
-          </legend>
-          {earlyOn ? (
+          <fieldset className="group">
+            <legend>Hyperparameters</legend>
             <div className="grid">
-              {EARLY_STOPPING.map((d) => (
+              {HYPERPARAMETERS.map((d) => (
                 <Field
                   key={d.name}
-                  id={`es-${d.name}`}
+                  id={`hp-${d.name}`}
                   def={d}
-                  value={es[d.name]}
-                  onChange={(n, v) => setEs((s) => ({ ...s, [n]: v }))}
-                  error={errors[`early_stopping.${d.name}`]}
+                  value={hp[d.name]}
+                  onChange={(n, v) => setHp((s) => ({ ...s, [n]: v }))}
+                  error={errors[`hyperparameters.${d.name}`]}
                 />
               ))}
-              <div className="field">
-                <span className="label-like" aria-hidden="true">
-                  Weights kept
-                </span>
-                <label className="check">
-                  <input type="checkbox" checked={restoreBest} onChange={(e) => setRestoreBest(e.target.checked)} />
-                  Restore best weights
-                </label>
-              </div>
+              <Field
+                id="record_every_steps"
+                def={{ name: "record_every_steps", label: "Record a point every N steps", hint: "empty: once per epoch" }}
+                span
+                value={recordEvery}
+                onChange={(_, v) => setRecordEvery(v)}
+                error={errors.record_every_steps}
+              />
             </div>
-          ) : (
-            <p className="hint">Off: the run trains every epoch.</p>
-          )}
-          {errors.early_stopping && <span className="field-error">{errors.early_stopping}</span>}
-        </fieldset>
+          </fieldset>
 
-        <Problem error={error} onReload={() => setError(null)} />
-        <div className="actions">
-          <button type="submit" disabled={busy || !datasetId}>
-            {busy ? "Launching…" : "Launch training"}
-          </button>
-          <button
-            type="button"
-            className="quiet"
-            onClick={() => {
-              setHp(initial(HYPERPARAMETERS));
-              setEs(initial(EARLY_STOPPING));
-              setRestoreBest(true);
-              setRecordEvery("");
-              setError(null);
-            }}
-          >
-            Reset to defaults
-          </button>
-        </div>
-      </form>
+          <fieldset className="group">
+            <legend>
+              <label className="check">
+                <input type="checkbox" checked={earlyOn} onChange={(e) => setEarlyOn(e.target.checked)} />
+                Early stopping
+              </label>
+            </legend>
+            {earlyOn ? (
+              <div className="grid">
+                {EARLY_STOPPING.map((d) => (
+                  <Field
+                    key={d.name}
+                    id={`es-${d.name}`}
+                    def={d}
+                    value={es[d.name]}
+                    onChange={(n, v) => setEs((s) => ({ ...s, [n]: v }))}
+                    error={errors[`early_stopping.${d.name}`]}
+                  />
+                ))}
+                <div className="field">
+                  <span className="label-like" aria-hidden="true">
+                    Weights kept
+                  </span>
+                  <label className="check">
+                    <input type="checkbox" checked={restoreBest} onChange={(e) => setRestoreBest(e.target.checked)} />
+                    Restore best weights
+                  </label>
+                </div>
+              </div>
+            ) : (
+              <p className="hint">Off: the run trains every epoch.</p>
+            )}
+            {errors.early_stopping && <span className="field-error">{errors.early_stopping}</span>}
+          </fieldset>
+
+          <Problem error={error} onReload={() => setError(null)} />
+          <div className="actions">
+            <button type="submit" disabled={busy || !datasetId}>
+              {busy ? "Launching…" : "Launch training"}
+            </button>
+            <button
+              type="button"
+              className="quiet"
+              onClick={() => {
+                setHp(initial(HYPERPARAMETERS));
+                setEs(initial(EARLY_STOPPING));
+                setRestoreBest(true);
+                setRecordEvery("");
+                setError(null);
+              }}
+            >
+              Reset to defaults
+            </button>
+          </div>
+        </form>
+      </Needs>
     </section>
   );
 }

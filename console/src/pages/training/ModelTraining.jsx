@@ -1,6 +1,7 @@
 import { useCallback, useEffect, useMemo, useState } from "react";
 import { Link, useNavigate, useParams } from "react-router-dom";
 import { all, get, post } from "../../api.js";
+import { useMay } from "../../components/Caller.jsx";
 import Confirm from "../../components/Confirm.jsx";
 import Problem from "../../components/Problem.jsx";
 import useResource from "../../components/useResource.js";
@@ -25,6 +26,7 @@ function settingsText(object) {
 /** One run: what it is, where it stands, its live curves; Stop while it is active. */
 function JobDetail({ job, etag, onStop, stopError, onReload, onEnded }) {
   const decision = job.early_stopping_decision;
+  const mayWrite = useMay("write");
   return (
     <section className="panel detail" aria-labelledby="detail-title" data-testid="job-detail">
       <div className="panel-head">
@@ -34,7 +36,7 @@ function JobDetail({ job, etag, onStop, stopError, onReload, onEnded }) {
         <StatusBadge job={job} />
         {job.reason && <span className="hint">{job.reason}</span>}
         <span className="spacer" />
-        {ACTIVE.includes(job.status) && !job.stop_requested && (
+        {ACTIVE.includes(job.status) && !job.stop_requested && mayWrite && (
           <button type="button" className="danger" onClick={() => onStop(job, "detail")}>
             Stop run
           </button>

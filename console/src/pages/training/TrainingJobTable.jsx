@@ -1,4 +1,5 @@
 import { Link } from "react-router-dom";
+import { useMay } from "../../components/Caller.jsx";
 import { ACTIVE, STATUS_CLASS, fixed, percent, runLabel, shortId, statusText } from "./format.js";
 import { when } from "../../format.js";
 
@@ -24,6 +25,7 @@ function progress(job) {
  * queued and running ones.
  */
 export default function TrainingJobTable({ jobs, selectedId, compareIds, onToggleCompare, onStop }) {
+  const mayWrite = useMay("write"); // a key that may not write sees no Stop buttons
   if (!jobs.length) return <p className="hint">No training runs match. Launch one with the form.</p>;
   return (
     <div className="scroll jobs-scroll" tabIndex={0} role="region" aria-label="Training runs table">
@@ -93,7 +95,7 @@ export default function TrainingJobTable({ jobs, selectedId, compareIds, onToggl
                   )}
                 </td>
                 <td>
-                  {ACTIVE.includes(job.status) && !job.stop_requested && (
+                  {ACTIVE.includes(job.status) && !job.stop_requested && mayWrite && (
                     <button type="button" className="danger small" aria-label={`Stop ${label}`} onClick={() => onStop(job)}>
                       Stop
                     </button>
