@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import statistics
 import subprocess
@@ -36,8 +35,8 @@ import asyncpg
 import httpx
 
 from application.ports import CompletionRequest
-from benchmarks.common import fresh_database, postgres_server
-from benchmarks.registry import free_port, start, start_bare
+from benchmarks.common import aimm_services, fresh_database, postgres_server
+from benchmarks.registry import start_bare
 from infrastructure import keys
 from infrastructure.llm.embedded import EmbeddedProvider
 from infrastructure.schema import migrate
@@ -235,48 +234,31 @@ async def prompt_test_benchmark(client: httpx.AsyncClient, base: str, inputs: in
 
 
 async def main(url: str, options: argparse.Namespace) -> None:
-    procs: list[subprocess.Popen[bytes]] = []
     data_dir = Path(tempfile.mkdtemp(prefix="aimm-bench-data-"))
-    try:
-        await migrate(url)
-        conn = await asyncpg.connect(url)
-        key, _ = await keys.create_key(conn, roles=["admin"], name="bench")
-        await conn.close()
-        env = {
-            **os.environ,
-            "AIMM_DATABASE_URL": url,
-            "AIMM_LOG_LEVEL": "WARNING",
-            "AIMM_DATA_DIR": str(data_dir),
-        }
-        subprocess.run([sys.executable, "-m", "api.cli", "seed"], env=env, check=True)  # noqa: ASYNC221
-        procs.append(
-            subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
-                [sys.executable, "-m", "api.cli", "projector"],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
-        port = free_port()
-        procs.append(
-            start([sys.executable, "-m", "api.cli", "serve"], {**env, "AIMM_PORT": str(port)}, port)
-        )
-        base = f"http://127.0.0.1:{port}"
+    await migrate(url)
+    conn = await asyncpg.connect(url)
+    key, _ = await keys.create_key(conn, roles=["admin"], name="bench")
+    await conn.close()
+    env = {
+        **os.environ,
+        "AIMM_DATABASE_URL": url,
+        "AIMM_LOG_LEVEL": "WARNING",
+        "AIMM_DATA_DIR": str(data_dir),
+    }
+    subprocess.run([sys.executable, "-m", "api.cli", "seed"], env=env, check=True)  # noqa: ASYNC221
+    with aimm_services(env) as aimm:
         async with httpx.AsyncClient(
             timeout=600, headers={"Authorization": f"Bearer {key}"}
         ) as client:
             for _ in range(300):  # the projector has the seed roles in the read models
-                page = await client.get(f"{base}/api/v1/ai-assistant/prompts")
+                page = await client.get(f"{aimm.base}/api/v1/ai-assistant/prompts")
                 if page.status_code == 200 and page.json()["items"]:
                     break
                 await asyncio.sleep(0.1)
-            await resolve_benchmark(client, base, env, options.requests, options.concurrency, procs)
-            await prompt_test_benchmark(client, base, options.inputs)
-    finally:
-        for proc in procs:
-            proc.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=20)
+            await resolve_benchmark(
+                client, aimm.base, env, options.requests, options.concurrency, aimm.procs
+            )
+            await prompt_test_benchmark(client, aimm.base, options.inputs)
 
 
 if __name__ == "__main__":

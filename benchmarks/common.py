@@ -1,4 +1,5 @@
-"""What the benchmarks share: a PostgreSQL server and a fresh database to work in."""
+"""What the benchmarks share: a PostgreSQL server and a fresh database to work in, and
+aimm's own processes started as ``aimm dev`` starts them (``aimm_services``)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,14 @@ import asyncio
 import contextlib
 import os
 import shutil
+import socket
+import subprocess
+import sys
 import tempfile
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
@@ -48,3 +54,78 @@ def fresh_database(server_url: str) -> Iterator[str]:
         yield with_database(server_url, name)
     finally:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start(args: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    """A server process (output discarded), returned once it accepts connections on
+    ``port``; killed if it does not within a minute."""
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return proc
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"server on port {port} did not start")
+
+
+def stop(procs: Iterable[subprocess.Popen[bytes]], timeout: float = 20) -> None:
+    """Terminate each process, waiting ``timeout`` seconds before killing it."""
+    for proc in procs:
+        proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=timeout)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@dataclass
+class Services:
+    """``aimm serve`` at ``base`` and the background services beside it."""
+
+    base: str
+    port: int
+    serve: subprocess.Popen[bytes]
+    background: dict[str, subprocess.Popen[bytes]]
+    # stopped with the services: a benchmark adds its own (a bare baseline server)
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def aimm_services(
+    env: dict[str, str], background: tuple[str, ...] = ("projector",)
+) -> Iterator[Services]:
+    """``aimm serve`` on a free port and the ``background`` services (``projector``,
+    ``worker``), each its own process as ``aimm dev`` runs them, with ``env``; all are
+    stopped when the block ends. Yields once the API accepts connections."""
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        started = {}
+        for service in background:
+            started[service] = subprocess.Popen(
+                [sys.executable, "-m", "api.cli", service],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            procs.append(started[service])
+        port = free_port()
+        serve = start(
+            [sys.executable, "-m", "api.cli", "serve"], {**env, "AIMM_PORT": str(port)}, port
+        )
+        procs.append(serve)
+        services = Services(f"http://127.0.0.1:{port}", port, serve, started)
+        try:
+            yield services
+        finally:
+            procs.extend(services.procs)
+    finally:
+        stop(procs)

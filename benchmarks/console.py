@@ -24,8 +24,6 @@ import asyncio
 import gzip
 import os
 import statistics
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +33,8 @@ import httpx
 from playwright.async_api import Browser, Request, async_playwright
 
 from application.registry import RegistryApplication
-from benchmarks.common import fresh_database, postgres_server
-from benchmarks.registry import free_port, seed, start
+from benchmarks.common import aimm_services, fresh_database, postgres_server
+from benchmarks.registry import seed
 from infrastructure import keys
 from infrastructure.postgres import eventsourcing_env
 from infrastructure.schema import migrate
@@ -165,32 +163,19 @@ async def api_alone(browser: Browser, base: str, key: str, limit: int) -> tuple[
 
 
 async def main(url: str, models: int, runs: int, limit: int) -> None:
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        await migrate(url)
-        app = RegistryApplication(env=eventsourcing_env(url))
-        started = time.perf_counter()
-        seed(app, models, 2)
-        app.close()
-        print(f"seeded {models} models x 2 versions in {time.perf_counter() - started:.1f}s")
-        conn = await asyncpg.connect(url)
-        key, _ = await keys.create_key(conn, roles=["viewer"], name="bench")
-        await conn.close()
-        env = {**os.environ, "AIMM_DATABASE_URL": url, "AIMM_LOG_LEVEL": "WARNING",
-               "AIMM_CONSOLE_DIR": str(DIST)}  # fmt: skip
-        port = free_port()
-        procs.append(
-            subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
-                [sys.executable, "-m", "api.cli", "projector"],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
-        procs.append(
-            start([sys.executable, "-m", "api.cli", "serve"], {**env, "AIMM_PORT": str(port)}, port)
-        )
-        base = f"http://127.0.0.1:{port}"
+    await migrate(url)
+    app = RegistryApplication(env=eventsourcing_env(url))
+    started = time.perf_counter()
+    seed(app, models, 2)
+    app.close()
+    print(f"seeded {models} models x 2 versions in {time.perf_counter() - started:.1f}s")
+    conn = await asyncpg.connect(url)
+    key, _ = await keys.create_key(conn, roles=["viewer"], name="bench")
+    await conn.close()
+    env = {**os.environ, "AIMM_DATABASE_URL": url, "AIMM_LOG_LEVEL": "WARNING",
+           "AIMM_CONSOLE_DIR": str(DIST)}  # fmt: skip
+    with aimm_services(env) as aimm:
+        base = aimm.base
         async with httpx.AsyncClient(
             base_url=base, headers={"Authorization": f"Bearer {key}"}
         ) as client:
@@ -245,10 +230,6 @@ async def main(url: str, models: int, runs: int, limit: int) -> None:
         print(
             f"page / API alone: {page_ms / api_ms:.2f}; page / plain DOM: {page_ms / plain_ms:.2f}"
         )
-    finally:
-        for proc in procs:
-            proc.terminate()
-            proc.wait(timeout=30)
 
 
 def cli() -> None:

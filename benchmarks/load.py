@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import datetime as dt
 import os
 import random
@@ -48,8 +47,8 @@ from typing import Any
 import asyncpg
 import httpx
 
-from benchmarks.common import fresh_database, postgres_server
-from benchmarks.registry import free_port, start, start_bare
+from benchmarks.common import aimm_services, free_port, fresh_database, postgres_server
+from benchmarks.registry import start_bare
 from infrastructure import keys
 from infrastructure.schema import migrate
 
@@ -283,28 +282,19 @@ def aimm(*args: str, env: dict[str, str]) -> None:
 
 
 async def main(url: str, seconds: float, warmup: float, concurrency: int, baseline: float) -> None:
-    procs: list[subprocess.Popen[bytes]] = []
     env = {**os.environ, "AIMM_DATABASE_URL": url, "AIMM_LOG_LEVEL": "WARNING"}
-    try:
-        await migrate(url)
-        conn = await asyncpg.connect(url)
-        key, _ = await keys.create_key(conn, roles=["admin"], name="load")
-        await conn.close()
-        began = time.perf_counter()
-        aimm("seed", env=env)
-        aimm("market-data", "import", str(SAMPLE), "--ticker", "SP500", env=env)
-        print(f"seeded (assistant roles, SP500 bars) in {time.perf_counter() - began:.1f}s")
+    await migrate(url)
+    conn = await asyncpg.connect(url)
+    key, _ = await keys.create_key(conn, roles=["admin"], name="load")
+    await conn.close()
+    began = time.perf_counter()
+    aimm("seed", env=env)
+    aimm("market-data", "import", str(SAMPLE), "--ticker", "SP500", env=env)
+    print(f"seeded (assistant roles, SP500 bars) in {time.perf_counter() - began:.1f}s")
 
-        port, bare_port = free_port(), free_port()
-        projector = subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
-            [sys.executable, "-m", "api.cli", "projector"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
-        )  # fmt: skip
-        procs.append(projector)
-        api = start(
-            [sys.executable, "-m", "api.cli", "serve"], {**env, "AIMM_PORT": str(port)}, port
-        )
-        procs.append(api)
+    bare_port = free_port()
+    with aimm_services(env) as services:
+        api, projector, port = services.serve, services.background["projector"], services.port
         headers = {"Authorization": f"Bearer {key}"}
         stats = Stats()
         limits = httpx.Limits(max_connections=concurrency)
@@ -320,7 +310,7 @@ async def main(url: str, seconds: float, warmup: float, concurrency: int, baseli
                 raise RuntimeError("the projector did not project the seed within 120 s")
             page = (await client.get("/api/v1/ai/models", params={"limit": 50})).content
             bare_proc, _ = start_bare("/api/v1/ai/models", "", page, env, bare_port)
-            procs.append(bare_proc)
+            services.procs.append(bare_proc)
             before_rate, before_latencies = await bare_baseline(bare_port, baseline, concurrency)
             tasks = [Task(n, client, stats) for n in range(concurrency)]
             end = time.monotonic() + warmup + seconds
@@ -342,12 +332,7 @@ async def main(url: str, seconds: float, warmup: float, concurrency: int, baseli
             # the baseline's second half, right after the load (the first was before it)
             after_rate, after_latencies = await bare_baseline(bare_port, baseline, concurrency)
         bare = [(before_rate, before_latencies), (after_rate, after_latencies)]
-        report(stats, elapsed, concurrency, rss, bare)
-    finally:
-        for proc in procs:
-            proc.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=10)
+    report(stats, elapsed, concurrency, rss, bare)
 
 
 def report(

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gc
 import itertools
 import math
@@ -62,8 +61,7 @@ import asyncpg
 import httpx
 
 from application.memory import MAX_BATCH, MemoryApplication
-from benchmarks.common import fresh_database, postgres_server
-from benchmarks.registry import free_port, start
+from benchmarks.common import free_port, fresh_database, postgres_server, start, stop
 from domain.memory.memory import KINDS, Draft, Memory, parse_memory
 from domain.memory.sealing import new_key, seal
 from domain.metadata import acting_as
@@ -532,15 +530,6 @@ async def set_up(url: str) -> str:
         return key
     finally:
         await conn.close()
-
-
-def stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    for proc in procs:
-        proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=10)
-        if proc.poll() is None:
-            proc.kill()
 
 
 def record_phase(url: str, args: argparse.Namespace) -> int:

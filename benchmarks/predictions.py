@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import shutil
 import subprocess
@@ -44,8 +43,8 @@ import httpx
 
 from application.ports import ForecastRequest
 from application.prediction_worker import price_series
-from benchmarks.common import fresh_database, postgres_server
-from benchmarks.registry import free_port, hammer, start, start_bare
+from benchmarks.common import aimm_services, fresh_database, postgres_server
+from benchmarks.registry import hammer, start_bare
 from domain.predictions.forecasters import BUILTINS, DEFAULT_LEVELS
 from infrastructure import keys
 from infrastructure.postgres import eventsourcing_env
@@ -199,7 +198,6 @@ async def dashboard(
 
 
 async def main(url: str, options: argparse.Namespace) -> None:
-    procs: list[subprocess.Popen[bytes]] = []
     data_dir = Path(tempfile.mkdtemp(prefix="aimm-bench-data-"))
     try:
         await migrate(url)
@@ -213,33 +211,18 @@ async def main(url: str, options: argparse.Namespace) -> None:
             "AIMM_LOG_LEVEL": "WARNING",
             "AIMM_DATA_DIR": str(data_dir),
         }
-        port = free_port()
-        for service in ("projector", "worker"):
-            procs.append(
-                subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
-                    [sys.executable, "-m", "api.cli", service],
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
+        with aimm_services(env, background=("projector", "worker")) as aimm:
+            async with httpx.AsyncClient(
+                timeout=120, headers={"Authorization": f"Bearer {key}"}
+            ) as client:
+                await backtests(
+                    client, aimm.base, url, options.tickers, options.models, options.start,
+                    options.end, options.horizon,
+                )  # fmt: skip
+                aimm.procs.append(
+                    await dashboard(client, aimm.base, env, options.requests, options.concurrency)
                 )
-            )
-        procs.append(
-            start([sys.executable, "-m", "api.cli", "serve"], {**env, "AIMM_PORT": str(port)}, port)
-        )
-        base = f"http://127.0.0.1:{port}"
-        async with httpx.AsyncClient(
-            timeout=120, headers={"Authorization": f"Bearer {key}"}
-        ) as client:
-            await backtests(
-                client, base, url, options.tickers, options.models, options.start,
-                options.end, options.horizon,
-            )  # fmt: skip
-            procs.append(await dashboard(client, base, env, options.requests, options.concurrency))
     finally:
-        for proc in procs:
-            proc.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=20)
         shutil.rmtree(data_dir, ignore_errors=True)
 
 

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,7 +30,7 @@ import asyncpg
 import httpx
 
 from application.registry import RegistryApplication
-from benchmarks.common import fresh_database, postgres_server
+from benchmarks.common import aimm_services, free_port, fresh_database, postgres_server, start
 from domain.metadata import acting_as
 from infrastructure import keys
 from infrastructure.postgres import eventsourcing_env
@@ -71,24 +69,6 @@ def start_bare(
         port,
     )  # fmt: skip
     return proc, port
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start(args: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return proc
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(f"server on port {port} did not start")
 
 
 def seed(app: RegistryApplication, models: int, versions: int) -> list[UUID]:
@@ -158,51 +138,31 @@ def direct_deploys(
 
 
 async def main(url: str, models: int, versions: int, requests: int, concurrency: int) -> None:
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        await migrate(url)
-        app = RegistryApplication(env=eventsourcing_env(url, pool_size=concurrency))
-        started = time.perf_counter()
-        ids = seed(app, models, versions)
-        print(
-            f"seeded {models} models x {versions} versions in {time.perf_counter() - started:.1f}s"
-        )
-        conn = await asyncpg.connect(url)
-        key, _ = await keys.create_key(conn, roles=["operator"], name="bench")
-        await conn.close()
+    await migrate(url)
+    app = RegistryApplication(env=eventsourcing_env(url, pool_size=concurrency))
+    started = time.perf_counter()
+    ids = seed(app, models, versions)
+    print(f"seeded {models} models x {versions} versions in {time.perf_counter() - started:.1f}s")
+    conn = await asyncpg.connect(url)
+    key, _ = await keys.create_key(conn, roles=["operator"], name="bench")
+    await conn.close()
 
-        env = {**os.environ, "AIMM_DATABASE_URL": url, "AIMM_LOG_LEVEL": "WARNING"}
-        aimm_port, bare_port = free_port(), free_port()
-        # As `aimm dev` runs it: the API and the projector as separate processes.
-        procs.append(
-            subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
-                [sys.executable, "-m", "api.cli", "projector"],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
-        procs.append(
-            start(
-                [sys.executable, "-m", "api.cli", "serve"],
-                {**env, "AIMM_PORT": str(aimm_port)},
-                aimm_port,
-            )
-        )
+    env = {**os.environ, "AIMM_DATABASE_URL": url, "AIMM_LOG_LEVEL": "WARNING"}
+    bare_port = free_port()
+    # As `aimm dev` runs it: the API and the projector as separate processes.
+    with aimm_services(env) as aimm:
         headers = {"Authorization": f"Bearer {key}"}
         async with httpx.AsyncClient(timeout=60) as client:
             # Wait until the projector has caught up with the seed, then take the body.
             while True:
-                page = await client.get(
-                    f"http://127.0.0.1:{aimm_port}/api/v1/ai/models?limit=50", headers=headers
-                )
+                page = await client.get(f"{aimm.base}/api/v1/ai/models?limit=50", headers=headers)
                 items = page.json()["items"]
                 if len(items) == min(50, models) and all(
                     i["latest_version"] == versions for i in items
                 ):
                     break
                 await asyncio.sleep(0.5)
-            procs.append(start_bare("/api/v1/ai/models", "", page.content, env, bare_port)[0])
+            aimm.procs.append(start_bare("/api/v1/ai/models", "", page.content, env, bare_port)[0])
             get_list = [("GET", "/api/v1/ai/models?limit=50", None)] * requests
             bare = await hammer(
                 client,
@@ -212,7 +172,7 @@ async def main(url: str, models: int, versions: int, requests: int, concurrency:
             )
             ours = await hammer(
                 client,
-                [("GET", f"http://127.0.0.1:{aimm_port}{p}", b) for _, p, b in get_list],
+                [("GET", f"{aimm.base}{p}", b) for _, p, b in get_list],
                 concurrency,
                 headers,
             )
@@ -227,7 +187,7 @@ async def main(url: str, models: int, versions: int, requests: int, concurrency:
             deploys = [
                 (
                     "POST",
-                    f"http://127.0.0.1:{aimm_port}/api/v1/ai/models/{i}/deploy",
+                    f"{aimm.base}/api/v1/ai/models/{i}/deploy",
                     {"version": versions - 1, "reason": "bench"},
                 )
                 for i in http_ids
@@ -241,12 +201,7 @@ async def main(url: str, models: int, versions: int, requests: int, concurrency:
             f"direct Application {direct_rate:,.0f} commands/s, "
             f"ratio {http_rate / direct_rate:.2f} (goal >= {GOAL_DEPLOY})"
         )
-        app.close()
-    finally:
-        for proc in procs:
-            proc.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=10)
+    app.close()
 
 
 if __name__ == "__main__":

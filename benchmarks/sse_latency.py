@@ -41,7 +41,7 @@ import uvicorn
 
 from api.app import create_app
 from application.training import TrainingApplication
-from benchmarks.common import fresh_database, postgres_server
+from benchmarks.common import free_port, fresh_database, postgres_server
 from domain.metadata import acting_as
 from domain.ml.runs import TrainingRun
 from infrastructure.postgres import eventsourcing_env
@@ -52,14 +52,6 @@ from projections.positions import ProjectionWatcher, wait_for_position
 
 ADMIN_KEY = "benchmark-admin-key-0123456789"
 MODES = ("listen", "polling")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Served:
