@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Annotated, Any, Literal
+from uuid import UUID
 
 import msgspec
 from litestar.params import Parameter
@@ -43,11 +46,36 @@ def decode_cursor(cursor: str | None) -> Any:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         return msgspec.json.decode(raw)
     except (binascii.Error, msgspec.DecodeError, ValueError):
-        raise ProblemError(
-            400,
-            "cursor is not one this API returned",
-            errors=[{"field": "cursor", "source": "query", "message": "invalid cursor"}],
-        ) from None
+        raise _not_ours() from None
+
+
+def _not_ours() -> ProblemError:
+    return ProblemError(
+        400,
+        "cursor is not one this API returned",
+        errors=[{"field": "cursor", "source": "query", "message": "invalid cursor"}],
+    )
+
+
+def decode_time_keyset(cursor: str | None) -> tuple[datetime, UUID] | None:
+    """The (time, id) keyset of a list ordered by a timestamp then id (jobs, datasets)."""
+    raw = decode_cursor(cursor)
+    if raw is None:
+        return None
+    try:
+        at, key = raw
+        return datetime.fromisoformat(at), UUID(key)
+    except (TypeError, ValueError):
+        raise _not_ours() from None
+
+
+def next_time_cursor(rows: Sequence[Any], limit: int, column: str) -> str | None:
+    """The cursor after the last of ``limit`` rows when ``rows`` (fetched ``limit + 1``)
+    holds more; None on the last page."""
+    if len(rows) <= limit:
+        return None
+    last = rows[limit - 1]
+    return encode_cursor([last[column].isoformat(), str(last["id"])])
 
 
 def check_limit(limit: int) -> int:

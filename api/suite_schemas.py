@@ -120,3 +120,8 @@ class PromptTestJobOut(Struct, kw_only=True):
     started_at: datetime | None
     finished_at: datetime | None
     aggregate_version: int
+
+
+class PromptTestJobPage(Struct):
+    items: list[PromptTestJobOut]
+    next_cursor: str | None

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, ClassVar
 from uuid import UUID
 
@@ -329,4 +330,29 @@ async def latest_runs(conn: asyncpg.Connection, prompt_id: UUID) -> list[asyncpg
 async def test_job(conn: asyncpg.Connection, job_id: UUID) -> asyncpg.Record | None:
     return await conn.fetchrow(
         f"SELECT {JOB_COLUMNS} FROM rm_prompt_test_jobs WHERE id = $1", job_id
+    )
+
+
+async def test_jobs(  # noqa: PLR0913
+    conn: asyncpg.Connection,
+    prompt_id: UUID,
+    *,
+    status: str | None,
+    after: tuple[datetime, UUID] | None,
+    limit: int,
+    newest_first: bool = False,
+) -> list[asyncpg.Record]:
+    """A prompt's test jobs by the time they were requested (then id), oldest or newest
+    first, after the keyset ``after``. (Not by ``position``: it moves with each event.)"""
+    op, direction = ("<", " DESC") if newest_first else (">", "")
+    return await conn.fetch(
+        f"SELECT {JOB_COLUMNS} FROM rm_prompt_test_jobs "
+        "WHERE prompt_id = $1 AND ($2::text IS NULL OR status = $2) "
+        f"AND ($3::timestamptz IS NULL OR (requested_at, id) {op} ($3, $4)) "
+        f"ORDER BY requested_at{direction}, id{direction} LIMIT $5",
+        prompt_id,
+        status,
+        after[0] if after else None,
+        after[1] if after else None,
+        limit,
     )

@@ -25,7 +25,6 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated, Any, cast
 from uuid import UUID
 
@@ -71,7 +70,14 @@ from api.ml_schemas import (
     TrainRequest,
     given,
 )
-from api.pagination import DEFAULT_LIMIT, Cursor, Limit, Order, decode_cursor, encode_cursor
+from api.pagination import (
+    DEFAULT_LIMIT,
+    Cursor,
+    Limit,
+    Order,
+    decode_time_keyset,
+    next_time_cursor,
+)
 from application.base import Response as CommandResponse
 from application.contexts import Contexts
 from domain.ml.datasets import Dataset
@@ -137,24 +143,6 @@ def point_out(row: Any) -> PointOut:
     values = dict(row)
     values["early_stopping"] = _json(values["early_stopping"])
     return PointOut(**values)
-
-
-def _keyset(cursor: str | None) -> tuple[datetime, UUID] | None:
-    raw = decode_cursor(cursor)
-    if raw is None:
-        return None
-    try:
-        at, key = raw
-        return datetime.fromisoformat(at), UUID(key)
-    except (TypeError, ValueError):
-        raise ProblemError(400, "cursor is not one this API returned") from None
-
-
-def _page_cursor(rows: list[Any], limit: int, column: str) -> str | None:
-    if len(rows) <= limit:
-        return None
-    last = rows[limit - 1]
-    return encode_cursor([last[column].isoformat(), str(last["id"])])
 
 
 async def _job_row(request: Request[Any, Any, Any], job_id: UUID) -> Any:
@@ -268,10 +256,10 @@ class DatasetController(Controller):
         """Registered datasets, oldest first."""
         await wait_for(request, wait)
         async with snapshot(request) as conn:
-            rows = await views.list_datasets(conn, _keyset(cursor), limit + 1)
+            rows = await views.list_datasets(conn, decode_time_keyset(cursor), limit + 1)
         return DatasetPage(
             items=[dataset_out(r) for r in rows[:limit]],
-            next_cursor=_page_cursor(rows, limit, "registered_at"),
+            next_cursor=next_time_cursor(rows, limit, "registered_at"),
         )
 
     @get(
@@ -400,13 +388,13 @@ class JobController(Controller):
                 status=status,
                 dataset_id=dataset_id,
                 model_type=model_type,
-                after=_keyset(cursor),
+                after=decode_time_keyset(cursor),
                 limit=limit + 1,
                 newest_first=order == "newest",
             )
         return JobPage(
             items=[job_out(r) for r in rows[:limit]],
-            next_cursor=_page_cursor(rows, limit, "requested_at"),
+            next_cursor=next_time_cursor(rows, limit, "requested_at"),
         )
 
     @get("/jobs/compare", guards=[READ], responses=problems(404))

@@ -18,7 +18,7 @@ particular to this context (``docs/predictions.md`` has the whole page):
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -42,7 +42,16 @@ from api.contract import (
 )
 from api.controllers.market_data import Ticker
 from api.errors import ProblemError
-from api.pagination import DEFAULT_LIMIT, Cursor, Limit, Order, decode_cursor, encode_cursor
+from api.pagination import (
+    DEFAULT_LIMIT,
+    Cursor,
+    Limit,
+    Order,
+    decode_cursor,
+    decode_time_keyset,
+    encode_cursor,
+    next_time_cursor,
+)
 from api.prediction_schemas import (
     AccuracyGroup,
     AccuracyOut,
@@ -233,17 +242,6 @@ async def predictions_with_scores(conn: asyncpg.Connection, rows: list[Any]) -> 
     return [prediction_out(r, scores.get(r["id"], [])) for r in rows]
 
 
-def _keyset(cursor: str | None) -> tuple[datetime, UUID] | None:
-    raw = decode_cursor(cursor)
-    if raw is None:
-        return None
-    try:
-        at, key = raw
-        return datetime.fromisoformat(at), UUID(key)
-    except (TypeError, ValueError):
-        raise ProblemError(400, "cursor is not one this API returned") from None
-
-
 def _cache(request: Request[Any, Any, Any]) -> ReadCache:
     cache: ReadCache = request.app.state.read_cache
     return cache
@@ -377,16 +375,13 @@ class PredictionController(Controller):
                 status=status,
                 ticker=None if ticker is None else _ticker(ticker),
                 kind=kind,
-                after=_keyset(cursor),
+                after=decode_time_keyset(cursor),
                 limit=limit + 1,
                 newest_first=order == "newest",
             )
-        last = rows[limit - 1] if len(rows) > limit else None
         return JobPage(
             items=[job_out(r) for r in rows[:limit]],
-            next_cursor=None
-            if last is None
-            else encode_cursor([last["requested_at"].isoformat(), str(last["id"])]),
+            next_cursor=next_time_cursor(rows, limit, "requested_at"),
         )
 
     @get(

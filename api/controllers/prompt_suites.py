@@ -11,6 +11,8 @@
   queues it as a job (202, ``Location`` of the job).
 - ``GET …/test-jobs/{job_id}`` shows a job's progress: status, cases done of the total,
   passed and failed so far, and the run once completed.
+- ``GET …/test-jobs`` lists the prompt's jobs by the time they were requested, oldest
+  (or ``newest``) first, filtered by ``status``; paginated like every list.
 """
 
 from __future__ import annotations
@@ -43,7 +45,16 @@ from api.contract import (
 )
 from api.controllers.prompts import PROMPTS, aggregate_version_of
 from api.errors import ProblemError
-from api.suite_schemas import PromptTestJobOut, SuiteIn, SuiteOut, SuiteRunIn, SuiteRunOut
+from api.pagination import DEFAULT_LIMIT, Cursor, Limit, Order, decode_time_keyset, next_time_cursor
+from api.suite_schemas import (
+    JobStatus,
+    PromptTestJobOut,
+    PromptTestJobPage,
+    SuiteIn,
+    SuiteOut,
+    SuiteRunIn,
+    SuiteRunOut,
+)
 from application.base import Response as CommandResponse
 from application.contexts import Contexts
 from application.ports import LLMError
@@ -327,6 +338,37 @@ class PromptSuiteController(Controller):
             )
         except LLMError as exc:
             raise provider_failed(exc) from None
+
+    @get("/{prompt_id:uuid}/test-jobs", guards=[READ], responses=problems(404))
+    async def list_jobs(  # noqa: PLR0913
+        self,
+        request: Request[Any, Any, Any],
+        prompt_id: FromPath[UUID],
+        status: JobStatus | None = None,
+        limit: Limit = DEFAULT_LIMIT,
+        cursor: Cursor = None,
+        order: Order = "oldest",
+        wait: WaitFor = None,
+    ) -> PromptTestJobPage:
+        """The prompt's test jobs by the time they were requested, oldest (or ``newest``)
+        first, filtered by status: where a job queued earlier is found again."""
+        after = decode_time_keyset(cursor)
+        await wait_for(request, wait)
+        async with snapshot(request) as conn:
+            rows = await suite_views.test_jobs(
+                conn,
+                prompt_id,
+                status=status,
+                after=after,
+                limit=limit + 1,
+                newest_first=order == "newest",
+            )
+            if not rows and await views.prompt(conn, prompt_id) is None:
+                raise ProblemError(404, f"prompt {prompt_id} not found")
+        return PromptTestJobPage(
+            items=[job_from_row(r) for r in rows[:limit]],
+            next_cursor=next_time_cursor(rows, limit, "requested_at"),
+        )
 
     @get(
         "/{prompt_id:uuid}/test-jobs/{job_id:uuid}",

@@ -414,6 +414,71 @@ async def test_a_test_asked_as_a_job_answers_202_and_records_the_run(
     assert cases[0]["passed"] and "name" in cases[1]["error"]
 
 
+async def queue_test_job(api: Api, prompt_id: str, name: str) -> dict[str, Any]:
+    response = await api.client.post(
+        f"{PROMPTS}/{prompt_id}/test",
+        json={
+            "versions": [1],
+            "inputs": [{"values": {"name": name}}],
+            "assertions": PASSING,
+            "settings": QUICK,
+            "reason": name,
+            "job": True,
+        },
+        headers=api.auth("operator"),
+    )
+    assert response.status_code == 202, response.text
+    job: dict[str, Any] = response.json()
+    job["position"] = response.headers["aimm-position"]
+    return job
+
+
+async def test_a_prompts_test_jobs_are_listed_oldest_or_newest_first_a_page_at_a_time(
+    api: Api,
+) -> None:
+    prompt_id = await prompt_with_version(api)
+    other = await prompt_with_version(api, role="other-tester")
+    jobs = [await queue_test_job(api, prompt_id, f"Person {n}") for n in range(3)]
+    await queue_test_job(api, other, "not listed with the first prompt")
+    listing = f"{PROMPTS}/{prompt_id}/test-jobs"
+
+    async def page(**params: Any) -> dict[str, Any]:
+        response = await api.client.get(
+            listing, params={"wait_for": jobs[-1]["position"], **params}, headers=api.auth("viewer")
+        )
+        assert response.status_code == 200, response.text
+        shown: dict[str, Any] = response.json()
+        return shown
+
+    ids = [j["id"] for j in jobs]
+    oldest = await page()
+    assert [i["id"] for i in oldest["items"]] == ids and oldest["next_cursor"] is None
+    assert [i["reason"] for i in oldest["items"]] == ["Person 0", "Person 1", "Person 2"]
+    assert {i["status"] for i in oldest["items"]} == {"queued"}  # no worker runs here
+    first = await page(order="newest", limit=2)
+    assert [i["id"] for i in first["items"]] == ids[::-1][:2]
+    rest = await page(order="newest", limit=2, cursor=first["next_cursor"])
+    assert [i["id"] for i in rest["items"]] == ids[:1] and rest["next_cursor"] is None
+    assert len((await page(status="queued"))["items"]) == 3
+    assert (await page(status="completed"))["items"] == []
+    # each item is the job as GET …/test-jobs/{id} shows it
+    one = await api.client.get(f"{listing}/{ids[0]}", headers=api.auth("viewer"))
+    assert oldest["items"][0] == one.json()
+
+    for params, status in (
+        ({"cursor": "bm90LW91cnM"}, 400),  # base64url of "not-ours": not a cursor we made
+        ({"status": "finished"}, 400),
+        ({"limit": 0}, 400),
+        ({"order": "sideways"}, 400),
+    ):
+        refused = await api.client.get(listing, params=params, headers=api.auth("viewer"))
+        assert refused.status_code == status, (params, refused.text)
+        assert refused.headers["content-type"].startswith("application/problem+json")
+    unknown = await api.client.get(f"{PROMPTS}/{UNKNOWN}/test-jobs", headers=api.auth("viewer"))
+    assert unknown.status_code == 404, unknown.text
+    assert unknown.headers["content-type"].startswith("application/problem+json")
+
+
 async def test_an_experiment_conclusion_is_gated_like_a_production_move(api: Api) -> None:
     prompt_id = await prompt_with_version(api)  # version 1 in production
     version = await new_version(api, prompt_id, "Welcome")

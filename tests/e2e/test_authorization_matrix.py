@@ -135,6 +135,7 @@ SPEC: dict[tuple[str, str], frozenset[str]] = {
     ("POST", f"{A}/prompts/{{prompt_id}}/test"): WRITERS,
     ("GET", f"{A}/prompts/{{prompt_id}}/tests"): READERS,
     ("GET", f"{A}/prompts/{{prompt_id}}/tests/{{run_id}}"): READERS,
+    ("GET", f"{A}/prompts/{{prompt_id}}/test-jobs"): READERS,
     ("GET", f"{A}/prompts/{{prompt_id}}/test-jobs/{{job_id}}"): READERS,
     ("GET", f"{A}/prompts/{{prompt_id}}/suite"): READERS,
     ("PUT", f"{A}/prompts/{{prompt_id}}/suite"): WRITERS,

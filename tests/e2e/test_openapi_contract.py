@@ -87,7 +87,7 @@ EXCLUSIONS: list[Exclusion] = [
         operations=r"^GET /api/v1/(ai/models(/\{model_id\}/deployments)?|audit/events|"
         r"market-data(/\{ticker\})?|ml/(datasets|jobs)|memory/(search|agents|agents/[^/]+/timeline)|"
         r"predictions/jobs(/\{job_id\}/predictions)?|ai-assistant/(prompts(/\{prompt_id\}/"
-        r"(versions|label-history|tests))?|roles/\{role\}/history|experiments))$",
+        r"(versions|label-history|tests|test-jobs))?|roles/\{role\}/history|experiments))$",
         check="positive_data_acceptance",
         expected_statuses=(*POSITIVE, "400"),
         reason="`cursor` is opaque: only a `next_cursor` this API returned decodes; any "
