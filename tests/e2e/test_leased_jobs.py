@@ -29,7 +29,7 @@ from infrastructure.postgres import eventsourcing_env
 from infrastructure.settings import Settings
 from infrastructure.wiring import forecast_engine, job_queue, llm_providers, postgres_ports
 from tests.e2e.test_assistant_prompt_tests import PROMPTS, prompt_with_version
-from tests.e2e.test_assistant_suites import PASSING, QUICK
+from tests.e2e.test_assistant_suites import queue_test_job
 from tests.e2e.test_predictions_api import accepted, finished, sp500
 from tests.helpers import Api
 
@@ -106,26 +106,15 @@ async def test_a_prompt_test_job_whose_worker_vanished_is_failed_after_max_attem
     api: Api,
 ) -> None:
     prompt_id = await prompt_with_version(api)
-    response = await api.client.post(
-        f"{PROMPTS}/{prompt_id}/test",
-        json={
-            "versions": [1],
-            "inputs": [{"values": {"name": "Ada"}}],
-            "assertions": PASSING,
-            "settings": QUICK,
-            "job": True,
-        },
-        headers=api.auth("operator"),
-    )
-    assert response.status_code == 202, response.text
-    location = response.headers["location"]
+    queued = await queue_test_job(api, prompt_id, "Ada")
+    location = f"{PROMPTS}/{prompt_id}/test-jobs/{queued['id']}"
     env = eventsourcing_env(api.url)
     training = TrainingApplication(env, postgres_ports())
     assistant = AssistantApplication(env, postgres_ports(llm_providers(Settings.from_env({}))))
     try:
         queue = job_queue(training, lease_seconds=LEASE)
         handler = PromptTestJobs(assistant, queue, name="test-worker", max_attempts=1)
-        load = await vanish_then_give_up(queue, handler, PROMPT_TEST, response.json()["id"])
+        load = await vanish_then_give_up(queue, handler, PROMPT_TEST, queued["id"])
         assert load().attempt == 1
     finally:
         training.close()
