@@ -95,7 +95,8 @@ class Services:
     port: int
     serve: subprocess.Popen[bytes]
     background: dict[str, subprocess.Popen[bytes]]
-    # stopped with the services: a benchmark adds its own (a bare baseline server)
+    # every process stopped when the block ends: these, and any a benchmark adds (a bare
+    # baseline server)
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
 
@@ -106,7 +107,7 @@ def aimm_services(
     """``aimm serve`` on a free port and the ``background`` services (``projector``,
     ``worker``), each its own process as ``aimm dev`` runs them, with ``env``; all are
     stopped when the block ends. Yields once the API accepts connections."""
-    procs: list[subprocess.Popen[bytes]] = []
+    procs: list[subprocess.Popen[bytes]] = []  # Services.procs: whatever is added is stopped too
     try:
         started = {}
         for service in background:
@@ -122,10 +123,6 @@ def aimm_services(
             [sys.executable, "-m", "api.cli", "serve"], {**env, "AIMM_PORT": str(port)}, port
         )
         procs.append(serve)
-        services = Services(f"http://127.0.0.1:{port}", port, serve, started)
-        try:
-            yield services
-        finally:
-            procs.extend(services.procs)
+        yield Services(f"http://127.0.0.1:{port}", port, serve, started, procs)
     finally:
         stop(procs)

@@ -217,24 +217,12 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 DATABASE_ERROR_TYPES: tuple[type[BaseException], ...] = (*_UNAVAILABLE, asyncpg.InterfaceError)
 
 
-def database_unavailable(error: BaseException) -> bool:
-    """Whether ``error`` means the database is away or not answering in time (a 503 for
-    the API, a retry for a loop) rather than a bug in the request or in aimm."""
-    if isinstance(error, _UNAVAILABLE):
-        return True
-    if isinstance(error, asyncpg.InterfaceError):
-        # "connection is closed", "pool is closing"; not "another operation is in progress".
-        # "connection has been released back to the pool" is what a pooled connection says
-        # when the server dropped it between two calls: asyncpg hands a lost connection
-        # back to its pool at once, and the caller's next call on it (BEGIN, ROLLBACK) meets
-        # a released proxy. aimm never uses a connection outside its ``acquire()`` block,
-        # so here that message means the loss, not a misuse.
-        message = str(error)
-        return any(sign in message for sign in _LOST)
-    return False
-
-
-# asyncpg's InterfaceError messages for a connection or pool that is gone or going
+# asyncpg's InterfaceError messages for a connection or pool that is gone or going (not
+# "another operation is in progress": a misuse). "released back to the pool" is what a
+# pooled connection says when the server dropped it between two calls: asyncpg hands a
+# lost connection back to its pool at once, and the holder's next call on it (BEGIN,
+# ROLLBACK) meets a released proxy. aimm never uses a connection outside its ``acquire()``
+# block, so here that message means the loss.
 _LOST = (
     "connection is closed",  # also "the underlying connection is closed"
     "statement is closed",  # a lost connection's prepared statements are closed with it
@@ -242,6 +230,17 @@ _LOST = (
     "pool is closing",
     "released back to the pool",  # also "the underlying connection has been released ..."
 )
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` means the database is away or not answering in time (a 503 for
+    the API, a retry for a loop) rather than a bug in the request or in aimm."""
+    if isinstance(error, _UNAVAILABLE):
+        return True
+    if isinstance(error, asyncpg.InterfaceError):
+        message = str(error)
+        return any(sign in message for sign in _LOST)
+    return False
 
 
 @contextlib.contextmanager

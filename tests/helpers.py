@@ -46,14 +46,20 @@ class Api:
             await conn.close()
 
     async def key_for(self, role: str, agent_id: str | None = None, name: str = "") -> str:
-        conn = await asyncpg.connect(self.url)
-        try:
-            key, _ = await keys.create_key(
-                conn, roles=[role], agent_id=agent_id, name=name or f"test-{role}"
-            )
-        finally:
-            await conn.close()
-        return key
+        return await new_key(self.url, role, agent_id=agent_id, name=name)
+
+
+async def new_key(url: str, role: str, *, agent_id: str | None = None, name: str = "") -> str:
+    """A new key with ``role`` on the database at ``url`` (as ``aimm keys create`` makes
+    one); its plaintext."""
+    conn = await asyncpg.connect(url)
+    try:
+        key, _ = await keys.create_key(
+            conn, roles=[role], agent_id=agent_id, name=name or f"test-{role}"
+        )
+    finally:
+        await conn.close()
+    return key
 
 
 @contextlib.asynccontextmanager

@@ -45,7 +45,6 @@ from playwright.async_api import (
     expect,
 )
 
-from infrastructure import keys
 from infrastructure.postgres import with_database
 from tests.conftest import free_port, server_home
 from tests.helpers import ADMIN_KEY
@@ -280,16 +279,6 @@ async def console(browser: Browser, service: Service) -> AsyncIterator[Console]:
     """The console signed in as an admin."""
     async with signed_in(browser, service, service.key) as console:
         yield console
-
-
-async def key_for(service: Service, role: str, name: str) -> str:
-    """A new key with ``role`` (as ``aimm keys create`` makes one)."""
-    conn = await asyncpg.connect(service.database_url)
-    try:
-        key, _ = await keys.create_key(conn, roles=[role], name=name)
-    finally:
-        await conn.close()
-    return key
 
 
 async def with_axe(context: BrowserContext) -> None:

@@ -13,7 +13,6 @@ from tests.browser.conftest import (
     ApiClient,
     Console,
     page_is_sound,
-    screenshot,
     unique,
 )
 
@@ -140,8 +139,7 @@ async def test_search_then_delete_leaves_the_results_and_restore_brings_it_back(
     await expect(panel).to_have_attribute("data-status", "active")
     assert api.get(f"{MEMORY}/{gone}")["status"] == "active"
     await expect(page.get_by_role("status").filter(has_text="restored")).to_be_visible()
-    await page_is_sound(page)
-    await screenshot(page, "memory-search")
+    await page_is_sound(page, "memory-search")
 
 
 async def test_the_graph_draws_the_agent_and_the_node_list_selects(
@@ -179,8 +177,7 @@ async def test_the_graph_draws_the_agent_and_the_node_list_selects(
     assert "node=entity" in page.url and arranged.agent in page.url
     await page.locator(f'[data-node="memory:{plan}"]').click()
     await expect(panel).to_have_attribute("data-memory", plan)
-    await page_is_sound(page)
-    await screenshot(page, "memory")
+    await page_is_sound(page, "memory")
 
 
 async def test_the_timeline_lists_the_memories_in_time_order(

@@ -10,7 +10,6 @@ from tests.browser.conftest import (
     Console,
     Service,
     axe_violations,
-    key_for,
     page_is_sound,
     screenshot,
     signed_in,
@@ -19,6 +18,7 @@ from tests.browser.conftest import (
     with_axe,
 )
 from tests.browser.test_registry import arrange_model, open_card
+from tests.helpers import new_key
 
 PAGES = ["Model registry", "Predictions", "Memory graph", "Assistant", "Training"]
 
@@ -100,7 +100,7 @@ async def test_a_viewer_key_sees_the_commands_it_may_not_run_disabled_with_the_r
 ) -> None:
     """``GET /api/v1/me`` tells the console what the key may do: a viewer reads every
     page, and each command it may not run is disabled, saying which key and roles."""
-    viewer = await key_for(service, "viewer", unique("viewer"))
+    viewer = await new_key(service.database_url, "viewer", name=unique("viewer"))
     model_id, name = arrange_model(api, deploy=((1, "production", "first release"),))
     async with signed_in(browser, service, viewer) as console:
         page = await open_card(console, model_id, name)

@@ -37,6 +37,19 @@ def small_dataset(api: ApiClient) -> Iterator[dict[str, Any]]:
     yield api.post("/api/v1/ml/datasets", body).json()
 
 
+def start_run(
+    api: ApiClient, dataset: dict[str, Any], hyperparameters: dict[str, Any], prefix: str
+) -> dict[str, Any]:
+    """A training run queued through the API (a unique model name with ``prefix``)."""
+    body = {
+        "dataset_id": dataset["id"],
+        "hyperparameters": hyperparameters,
+        "model_name": unique(prefix),
+    }
+    run: dict[str, Any] = api.post("/api/v1/ml/train", body).json()
+    return run
+
+
 def label(job: dict[str, Any]) -> str:
     return f"{job['model_name']} · {job['id'][:8]}"
 
@@ -122,14 +135,7 @@ async def test_two_runs_are_compared_by_their_aligned_curves(
     console: Console, api: ApiClient, small_dataset: dict[str, Any]
 ) -> None:
     runs = [
-        api.post(
-            "/api/v1/ml/train",
-            {
-                "dataset_id": small_dataset["id"],
-                "hyperparameters": {"epochs": epochs, "learning_rate": rate},
-                "model_name": unique("cmp"),
-            },
-        ).json()
+        start_run(api, small_dataset, {"epochs": epochs, "learning_rate": rate}, "cmp")
         for epochs, rate in ((12, 0.001), (20, 0.01))
     ]
     page = await console.open("/training")
@@ -207,14 +213,7 @@ async def test_a_refused_hyperparameter_is_shown_at_its_field(
 async def test_stopping_a_run_that_ended_meanwhile_offers_a_reload(
     console: Console, api: ApiClient, small_dataset: dict[str, Any]
 ) -> None:
-    run = api.post(
-        "/api/v1/ml/train",
-        {
-            "dataset_id": small_dataset["id"],
-            "hyperparameters": LONG_RUN,
-            "model_name": unique("race"),
-        },
-    ).json()
+    run = start_run(api, small_dataset, LONG_RUN, "race")
     page = await console.open("/training")
     row = page.locator(f'tr[data-job="{run["id"]}"]')
     await expect(row.get_by_test_id("job-status")).to_have_text("running")
@@ -242,14 +241,7 @@ async def test_stopping_a_run_that_ended_meanwhile_offers_a_reload(
 async def test_a_cut_live_stream_resumes_after_its_last_point(
     console: Console, api: ApiClient, small_dataset: dict[str, Any]
 ) -> None:
-    run = api.post(
-        "/api/v1/ml/train",
-        {
-            "dataset_id": small_dataset["id"],
-            "hyperparameters": LONG_RUN,
-            "model_name": unique("sse"),
-        },
-    ).json()
+    run = start_run(api, small_dataset, LONG_RUN, "sse")
     resumed: list[str] = []
 
     async def cut_the_first_stream(route: Route) -> None:

@@ -29,7 +29,7 @@ from infrastructure.postgres import eventsourcing_env
 from infrastructure.settings import Settings
 from infrastructure.wiring import forecast_engine, job_queue, llm_providers, postgres_ports
 from tests.e2e.test_assistant_prompt_tests import PROMPTS, prompt_with_version
-from tests.e2e.test_assistant_suites import queue_test_job
+from tests.e2e.test_assistant_suites import eventually, queue_test_job
 from tests.e2e.test_predictions_api import accepted, finished, sp500
 from tests.helpers import Api
 
@@ -120,12 +120,10 @@ async def test_a_prompt_test_job_whose_worker_vanished_is_failed_after_max_attem
         training.close()
         assistant.close()
 
-    deadline = time.monotonic() + 30
-    while True:
-        shown = (await api.client.get(location, headers=api.auth("viewer"))).json()
-        if shown["status"] != "queued" and shown["status"] != "running":
-            break
-        assert time.monotonic() < deadline, shown
-        await asyncio.sleep(0.1)
+    async def show() -> dict[str, Any]:
+        shown: dict[str, Any] = (await api.client.get(location, headers=api.auth("viewer"))).json()
+        return shown
+
+    shown = await eventually(show, lambda j: j["status"] not in ("queued", "running"), within=30)
     assert_given_up(shown, "error")
     assert (shown["done"], shown["run_id"]) == (0, None)  # no case was run
