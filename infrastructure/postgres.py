@@ -214,7 +214,11 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 
 # every error type that may mean the database is away: the API routes them all to one
 # handler, which answers 503 when ``database_unavailable`` says so and 500 otherwise
-DATABASE_ERROR_TYPES: tuple[type[BaseException], ...] = (*_UNAVAILABLE, asyncpg.InterfaceError)
+DATABASE_ERROR_TYPES: tuple[type[BaseException], ...] = (
+    *_UNAVAILABLE,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+)
 
 
 # asyncpg's InterfaceError messages for a connection or pool that is gone or going (not
@@ -232,6 +236,15 @@ _LOST = (
 )
 
 
+# asyncpg's protocol state 2 (PROTOCOL_ERROR_CONSUME): the connection is discarding an
+# error the server sent on its own. On an idle pooled connection that is the FATAL a
+# backend sends as it is ended (shutdown, restart, pg_terminate_backend), read before the
+# socket's close is: the next call on it fails with "cannot switch to state N; another
+# operation (2) is in progress". Two calls at once on one connection (a misuse) are
+# stopped earlier, with the InterfaceError "another operation is in progress".
+_ENDED_BY_SERVER = "another operation (2) is in progress"
+
+
 def database_unavailable(error: BaseException) -> bool:
     """Whether ``error`` means the database is away or not answering in time (a 503 for
     the API, a retry for a loop) rather than a bug in the request or in aimm."""
@@ -240,6 +253,8 @@ def database_unavailable(error: BaseException) -> bool:
     if isinstance(error, asyncpg.InterfaceError):
         message = str(error)
         return any(sign in message for sign in _LOST)
+    if isinstance(error, asyncpg.exceptions.InternalClientError):
+        return _ENDED_BY_SERVER in str(error)
     return False
 
 

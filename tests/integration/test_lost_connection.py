@@ -85,3 +85,36 @@ async def test_a_misused_connection_is_still_a_bug(database_url: str) -> None:
     assert isinstance(second, asyncpg.InterfaceError), repr(second)
     assert "in progress" in str(second)
     assert not database_unavailable(second), repr(second)
+
+
+async def test_a_connection_ended_while_idle_in_the_pool_reads_as_the_database_away(
+    database_url: str,
+) -> None:
+    """A backend ended while its connection sits idle in the pool sends a FATAL before it
+    closes. The next acquirer's call meets the connection in one of three states: already
+    known lost, lost in the middle of the call, or still discarding that FATAL (asyncpg's
+    InternalClientError "another operation (2) is in progress"; a 500 in the restart test
+    under load). Which one depends on the moment, so the test ends many backends at a few
+    distances from the next call: every failure must read as the database away."""
+    pool = await create_pool(database_url, max_size=1)
+    admin = await asyncpg.connect(database_url)
+    failures: list[BaseException] = []
+    try:
+        for attempt in range(40):
+            async with pool.acquire() as conn:
+                pid = conn.get_server_pid()
+            assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+            for _ in range(attempt % 5):  # a few turns of the event loop in between
+                await asyncio.sleep(0)
+            try:
+                async with pool.acquire() as conn:
+                    await conn.fetchval("SELECT 1")
+            except Exception as exc:  # noqa: BLE001 - classified below
+                failures.append(exc)
+        misread = [repr(e) for e in failures if not database_unavailable(e)]
+        assert misread == [], misread
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT 1") == 1
+    finally:
+        await admin.close()
+        await pool.close()
