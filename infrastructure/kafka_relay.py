@@ -211,11 +211,31 @@ class KafkaPublisher:
     def close(self) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
-            # publish() waited past delivery_timeout_ms, so nothing is left undecided and
-            # this returns at once; should a record still hang, close() raises from its
-            # flush and the producer is dropped regardless: its record was not counted.
-            with contextlib.suppress(KafkaError):
-                producer.close(timeout=5)
+            close_producer(producer)
+
+
+def close_producer(producer: KafkaProducer, timeout: float = 5) -> None:
+    """Close ``producer`` for good, abandoning any record the broker never answered.
+
+    kafka-python's ``close()`` flushes first and raises ``KafkaTimeoutError`` while a record
+    is undecided, which a broker that stopped answering (alive, silent) keeps a record past
+    ``delivery_timeout_ms``; the producer would then stay open, its I/O thread retrying
+    for the life of the process, one more such thread for each of the relay's retries.
+    Such a record was never counted as published (``publish`` reports the acknowledged
+    prefix only) and is sent again by the next batch, so it is abandoned: the sender is
+    closed without sending (kafka-python 3.0 offers no public call for that), which fails
+    what it holds, and the close then completes.
+    """
+    try:
+        producer.close(timeout=timeout)
+    except KafkaTimeoutError:
+        sender = producer._sender  # private: see above
+        sender.force_close()
+        sender.join(timeout)
+        try:
+            producer.close(timeout=timeout)
+        except KafkaTimeoutError:
+            log.warning("Kafka producer %s did not stop; its I/O thread is left running", sender)
 
 
 async def setup(conn: asyncpg.Connection, contexts: Iterable[str] = CONTEXTS) -> None:

