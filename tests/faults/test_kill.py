@@ -381,7 +381,7 @@ async def check_kafka(kafka: str, logs: dict[str, list[Any]]) -> None:
         if not log:
             continue
         expected = {str(event_id(e)) for e in log}
-        records = await asyncio.to_thread(read_topic, kafka, f"aimm.{context}")
+        records = await asyncio.to_thread(read_topic, kafka, f"aimm.{context}", expected)
         # the session's broker is shared: keep this database's events (their ids are its own)
         ours = [r for r in records if dict(r.headers)["event_id"].decode() in expected]
         ids = [dict(r.headers)["event_id"].decode() for r in ours]
