@@ -163,26 +163,9 @@ class DatasetCreate(Struct, forbid_unknown_fields=True):
         return {k: v for k, v in raw.items() if v is not None}
 
 
-class DatasetRegistered(Struct):
-    """The registered dataset, as the command answers it (the detail adds its tickers,
-    dates and who registered it when)."""
-
-    id: UUID
-    name: str
-    spec: dict[str, Any]
-    feature_columns: list[str]
-    target: Target
-    row_count: int
-    train_rows: int
-    validation_rows: int
-    validation_start: date
-    content_hash: str
-    size_bytes: int
-    sources: dict[str, Any]
-    version: int
-
-
 class DatasetOut(Struct):
+    """A registered dataset: what ``POST`` answers and ``GET`` reads alike."""
+
     id: UUID
     name: str
     tickers: list[str]

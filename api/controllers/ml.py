@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import date
 from typing import Annotated, Any, cast
 from uuid import UUID
 
@@ -58,7 +59,6 @@ from api.ml_schemas import (
     DatasetCreate,
     DatasetOut,
     DatasetPage,
-    DatasetRegistered,
     JobAccepted,
     JobOut,
     JobPage,
@@ -81,6 +81,7 @@ from api.pagination import (
 from application.base import Response as CommandResponse
 from application.contexts import Contexts
 from domain.ml.datasets import Dataset
+from domain.ml.features import Target
 from domain.ml.hyperparameters import MONITORS, Mode, ModelType, Monitor
 from domain.ml.runs import TERMINAL, Status, TrainingRun
 from infrastructure import artifacts
@@ -119,6 +120,31 @@ def dataset_out(row: Any) -> DatasetOut:
         registered_at=row["registered_at"],
         registered_by=row["registered_by"],
         version=row["version"],
+    )
+
+
+def dataset_from_aggregate(dataset: Dataset) -> DatasetOut:
+    """The dataset a command just registered, in the shape the read model serves it."""
+    spec = dataset.spec
+    return DatasetOut(
+        id=dataset.id,
+        name=dataset.name,
+        tickers=list(spec["tickers"]),
+        start=date.fromisoformat(spec["start"]),
+        end=date.fromisoformat(spec["end"]),
+        spec=spec,
+        feature_columns=dataset.feature_columns,
+        target=cast(Target, dataset.target),  # checked when the dataset was built
+        row_count=dataset.row_count,
+        train_rows=dataset.train_rows,
+        validation_rows=dataset.validation_rows,
+        validation_start=date.fromisoformat(dataset.validation_start),
+        content_hash=dataset.content_hash,
+        size_bytes=dataset.size_bytes,
+        sources=dataset.sources,
+        registered_at=dataset.created_on,
+        registered_by=dataset.registered_by,
+        version=dataset.version,
     )
 
 
@@ -212,7 +238,7 @@ class DatasetController(Controller):
         data: DatasetCreate,
         contexts: Contexts,
         idempotency_key: IdempotencyKey = None,
-    ) -> Response[DatasetRegistered]:
+    ) -> Response[DatasetOut]:
         """Build a dataset from stored bars with Polars and register it (F11.5.1).
 
         409: the name is taken. 422: ``end`` before ``start``, ``validation_start``
@@ -221,21 +247,7 @@ class DatasetController(Controller):
         idem = await idempotency(request, idempotency_key)
 
         def respond(dataset: Dataset) -> CommandResponse:
-            return 201, {
-                "id": str(dataset.id),
-                "name": dataset.name,
-                "spec": dataset.spec,
-                "feature_columns": dataset.feature_columns,
-                "target": dataset.target,
-                "row_count": dataset.row_count,
-                "train_rows": dataset.train_rows,
-                "validation_rows": dataset.validation_rows,
-                "validation_start": dataset.validation_start,
-                "content_hash": dataset.content_hash,
-                "size_bytes": dataset.size_bytes,
-                "sources": dataset.sources,
-                "version": dataset.version,
-            }
+            return 201, to_builtins(dataset_from_aggregate(dataset))
 
         return await run_command(
             request,

@@ -57,6 +57,7 @@ class Dataset(Aggregate):
         self.content_hash = content_hash
         self.size_bytes = size_bytes
         self.sources = sources
+        self.registered_by = meta.get("principal", "unknown")
 
     @classmethod
     def register(cls, **fields: Any) -> Dataset:
