@@ -24,23 +24,25 @@ const PAGES = [
 
 export default function App() {
   const [key, setKeyState] = useState(getKey());
-  const [caller, setCaller] = useState(null);
+  // undefined until /me answers, null if it could not be asked (see src/may.js)
+  const [caller, setCaller] = useState(undefined);
   useEffect(() => {
     const out = () => {
       setKeyState(null);
-      setCaller(null);
+      setCaller(undefined);
     };
     window.addEventListener("aimm:signed-out", out);
     return () => window.removeEventListener("aimm:signed-out", out);
   }, []);
-  // a key kept from before a reload: who it is (the pages do not wait for the answer)
+  // a key kept from before a reload: who it is (the pages show their data meanwhile, with
+  // their commands disabled until the answer says which the key may run)
   useEffect(() => {
-    if (!key || caller) return;
-    // a 401 signs out (api.js); any other failure leaves every control enabled, and the
-    // API refuses what the key may not do with a problem the page shows
+    if (!key || caller !== undefined) return;
+    // a 401 signs out (api.js); any other failure enables every command, and the API
+    // refuses what the key may not do with a problem the page shows
     get("/api/v1/me").then(
       ({ data }) => setCaller(data),
-      () => {},
+      () => setCaller(null),
     );
   }, [key, caller]);
   const signedIn = (newKey, who) => {

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
-from playwright.async_api import Browser, expect
+from playwright.async_api import Browser, Route, expect
 
 from tests.browser.conftest import (
     ApiClient,
@@ -129,3 +131,28 @@ async def test_a_viewer_key_sees_the_commands_it_may_not_run_disabled_with_the_r
             page.get_by_role("button", name="Deploy v2 to production", exact=True)
         ).to_be_enabled()
         await expect(page.get_by_test_id("read-only")).to_have_count(0)
+
+
+async def test_after_a_reload_commands_wait_until_me_says_what_the_key_may_do(
+    browser: Browser, service: Service, api: ApiClient
+) -> None:
+    """A page reloaded with a kept key shows its data before ``GET /api/v1/me`` has
+    answered; until it has, the commands are disabled, without a reason to give yet, so
+    a viewer's key never meets an enabled Deploy. ``/me`` is held back here (its real
+    answer, late) to make that moment last."""
+    model_id, name = arrange_model(api, deploy=((1, "production", "first release"),))
+    answer = asyncio.Event()
+
+    async def late(route: Route) -> None:
+        await answer.wait()
+        await route.continue_()
+
+    async with signed_in(browser, service, service.key) as console:
+        await console.page.route("**/api/v1/me", late)
+        page = await open_card(console, model_id, name)
+        deploy = page.get_by_role("button", name="Deploy v2 to production", exact=True)
+        await expect(deploy).to_be_disabled()
+        await expect(page.get_by_test_id("read-only")).to_have_count(0)
+        answer.set()
+        await expect(page.get_by_role("banner")).to_contain_text("· admin")
+        await expect(deploy).to_be_enabled()

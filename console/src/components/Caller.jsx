@@ -1,9 +1,11 @@
 import { createContext, useContext, useId } from "react";
+import { may } from "../may.js";
 
 /**
  * The signed-in key as `GET /api/v1/me` describes it: principal, roles and `may` (what it
  * may do, from the same table the API's guards use). The console disables what the key
  * may not do and says why; the API checks every request on its own all the same.
+ * `undefined` while `/me` has not answered, `null` if it could not be asked (src/may.js).
  */
 export const CallerContext = createContext(null);
 
@@ -11,10 +13,9 @@ export function useCaller() {
   return useContext(CallerContext);
 }
 
-/** Whether the key may do `permission`; while `/me` has not answered yet, it may. */
+/** Whether the key may do `permission`: true, false, or null while `/me` has not answered. */
 export function useMay(permission) {
-  const caller = useCaller();
-  return caller ? Boolean(caller.may?.[permission]) : true;
+  return may(useCaller(), permission);
 }
 
 /** Why a control is disabled, in the words a person needs: which key, which roles. */
@@ -27,11 +28,19 @@ export function refusal(caller, what) {
  * The controls of a command, disabled with the reason when the key may not do it (a
  * disabled fieldset disables every control inside it, natively).
  */
-export function Needs({ may, what, children }) {
+export function Needs({ may: permission, what, children }) {
   const caller = useCaller();
-  const allowed = useMay(may);
+  const allowed = useMay(permission);
   const id = useId();
   if (allowed) return children;
+  if (allowed === null) {
+    // not known yet: disabled, without a reason to give
+    return (
+      <fieldset className="needs" disabled aria-busy="true">
+        {children}
+      </fieldset>
+    );
+  }
   return (
     <fieldset className="needs" disabled aria-describedby={id}>
       <p id={id} className="hint needs-why">

@@ -165,7 +165,7 @@ export default function ModelCard({ modelId, onChanged, onClose }) {
       <p role="status" className="notice">
         {notice}
       </p>
-      {!mayWrite && (
+      {mayWrite === false && (
         <p className="hint" data-testid="read-only">
           {refusal(caller, "deploy or roll back: that needs the operator or admin role")}
         </p>
