@@ -28,7 +28,7 @@ from api.assistant_schemas import (
 from domain.assistant.prompt_runs import MAX_ASSERTIONS, MAX_VERSIONS
 from domain.assistant.suites import MAX_SUITE_INPUTS
 
-JobStatus = Literal["queued", "running", "completed", "failed"]
+JobStatus = Literal["queued", "running", "completed", "failed", "stopped"]
 
 
 class SuiteIn(Struct, forbid_unknown_fields=True):
@@ -96,8 +96,8 @@ class SuiteOut(Struct, kw_only=True):
 
 class PromptTestJobOut(Struct, kw_only=True):
     """A prompt test run made by a worker: ``done`` of ``total`` cases so far, and the run
-    (``run_id``, ``run``) once ``completed``; ``error`` when ``failed``. ``aggregate_version``
-    is the job's version (the ETag)."""
+    (``run_id``, ``run``) once ``completed``; ``error`` when ``failed``; ``stop_reason`` and
+    ``stopped_by`` when ``stopped``. ``aggregate_version`` is the job's version (the ETag)."""
 
     id: UUID
     prompt_id: UUID
@@ -115,6 +115,8 @@ class PromptTestJobOut(Struct, kw_only=True):
     run_id: UUID | None
     run: str | None
     error: str | None
+    stop_reason: str | None
+    stopped_by: str | None
     requested_at: datetime
     requested_by: str
     started_at: datetime | None

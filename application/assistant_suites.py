@@ -40,6 +40,7 @@ from domain.assistant.suites import (
 )
 from domain.base import Aggregate
 from domain.errors import ConflictError, NotFoundError
+from domain.metadata import current_meta
 
 if TYPE_CHECKING:
     from application.assistant import AssistantApplication
@@ -94,6 +95,37 @@ class SuitesMixin:
 
     def get_test_job(self, job_id: UUID) -> PromptTestJob:
         return self._app.load(job_id, PromptTestJob, "prompt test job")
+
+    def stop_test_job(  # noqa: PLR0913
+        self,
+        prompt_id: UUID,
+        job_id: UUID,
+        reason: str,
+        *,
+        expected_version: int | None = None,
+        idem: Idempotency | None = None,
+        respond: Callable[[PromptTestJob], Response],
+    ) -> CommandResult[StoredResponse]:
+        """End a queued or running test job of the prompt at once (404 for an unknown job
+        or one of another prompt; 409 for one that has ended, or a stale
+        ``expected_version``). Without an expected version a stop that loses the race with
+        the worker's progress is simply run again on the new version."""
+
+        def load() -> PromptTestJob:
+            job = self._get_or_none(job_id, PromptTestJob)
+            if job is None or job.prompt_id != str(prompt_id):
+                raise NotFoundError(f"prompt {prompt_id} has no test job {job_id}")
+            return job
+
+        by = current_meta().get("principal", "unknown")
+        return self._app.change_aggregate(
+            load,
+            lambda job: job.stop(reason or "stopped by request", by),
+            lambda job, _: respond(job),
+            expected_version=expected_version,
+            idem=idem,
+            retry=True,
+        )
 
     # -- suites -----------------------------------------------------------------------------
 

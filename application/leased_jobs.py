@@ -84,7 +84,7 @@ class LeasedJobs(ABC):
         try:
             self.app.save(*aggregates)
         except IntegrityError:
-            raise Abandon("another worker wrote the job first") from None
+            raise Abandon("the job was written first by another worker, or stopped") from None
 
     def _process(self, lease: Lease) -> None:
         job = self.load(lease.run_id)

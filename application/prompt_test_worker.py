@@ -17,6 +17,8 @@ The training worker's claim loop (``application.worker``) hands a leased job of 
    transaction. The run is recorded as the principal who requested the job.
 4. A provider failure (``LLMError``) ends the job ``Failed`` with the reason; no run is
    recorded, as a synchronous run records none.
+5. A job stopped meanwhile (``POST …/test-jobs/{id}/stop`` records ``Stopped``) refuses
+   this worker's next save, as another worker's write would: it stops writing there.
 """
 
 from __future__ import annotations
@@ -106,6 +108,8 @@ class PromptTestJobs(LeasedJobs):
                 return
             except IntegrityError:
                 job = self.assistant.get_test_job(job.id)
-                if job.finished or job.attempt != attempt:
-                    raise Abandon("another worker wrote the job first") from None
+                if job.finished:
+                    raise Abandon(f"the job ended meanwhile ({job.status})") from None
+                if job.attempt != attempt:
+                    raise Abandon("another worker took the job over") from None
         raise Abandon("the suite's verdicts kept changing")

@@ -9,7 +9,8 @@
   latest row per version is what the production gate reads (on the write side, from the
   ``SuiteVerdict`` aggregates; this table shows the same).
 - ``prompt_test_jobs``: one row per ``PromptTestJob``: status, cases done of the total,
-  passed and failed so far, the attempt and worker, the run it recorded or why it failed.
+  passed and failed so far, the attempt and worker, the run it recorded, why it failed or
+  who stopped it and why.
   The job queue fills itself from the rows still ``queued`` or ``running`` (kind
   ``prompt_test``, ``infrastructure.job_queue``).
 """
@@ -109,6 +110,8 @@ class AssistantSuiteViews:
                 worker text,
                 run_id uuid,
                 error text,
+                stop_reason text,
+                stopped_by text,
                 requested_at timestamptz NOT NULL,
                 requested_by text NOT NULL,
                 correlation_id text,
@@ -284,6 +287,18 @@ def _job_failed(out: OrderedWriter, t: Mapping[str, str], e: Event) -> None:
     )
 
 
+def _job_stopped(out: OrderedWriter, t: Mapping[str, str], e: Event) -> None:
+    _job_touch(
+        out,
+        t,
+        e,
+        "status = 'stopped', stop_reason = $4, stopped_by = $5, finished_at = $6",
+        e.data["reason"],
+        e.data["by"],
+        e.timestamp,
+    )
+
+
 _HANDLERS = {
     "PromptSuite.Created": _suite_created,
     "PromptSuite.Saved": _suite_saved,
@@ -294,6 +309,7 @@ _HANDLERS = {
     "PromptTestJob.Progress": _job_progress,
     "PromptTestJob.Completed": _job_completed,
     "PromptTestJob.Failed": _job_failed,
+    "PromptTestJob.Stopped": _job_stopped,
 }
 
 # -- queries ------------------------------------------------------------------------------
@@ -304,8 +320,8 @@ SUITE_COLUMNS = (
 )
 JOB_COLUMNS = (
     "id, prompt_id, role, status, subjects, total, done, passed, failed, suite, reason, "
-    "attempt, worker, run_id, error, requested_at, requested_by, correlation_id, started_at, "
-    "finished_at, version"
+    "attempt, worker, run_id, error, stop_reason, stopped_by, requested_at, requested_by, "
+    "correlation_id, started_at, finished_at, version"
 )
 
 

@@ -32,6 +32,7 @@ from api.auth import READ, WRITE
 from api.commands import expected_version, idempotency, run_command, to_builtins
 from api.consistency import WaitFor, wait_for
 from api.contract import (
+    COMMAND_HEADERS,
     CREATED_HEADERS,
     ONE_AGGREGATE_HEADERS,
     IdempotencyKey,
@@ -45,6 +46,7 @@ from api.contract import (
 )
 from api.controllers.prompts import PROMPTS, aggregate_version_of
 from api.errors import ProblemError
+from api.ml_schemas import StopRequest
 from api.pagination import DEFAULT_LIMIT, Cursor, Limit, Order, decode_time_keyset, next_time_cursor
 from api.suite_schemas import (
     JobStatus,
@@ -147,10 +149,12 @@ def job_out(job: PromptTestJob) -> PromptTestJobOut:
             "run_id": UUID(job.run_id) if job.run_id else None,
             "run": f"{PROMPTS}/{job.prompt_id}/tests/{job.run_id}" if job.run_id else None,
             "error": job.error,
+            "stop_reason": job.stop_reason,
+            "stopped_by": job.stopped_by,
             "requested_at": job.created_on,
             "requested_by": job.requested_by,
-            "started_at": None,
-            "finished_at": None,
+            "started_at": job.started_at,
+            "finished_at": job.finished_at,
             "aggregate_version": job.version,
         },
         PromptTestJobOut,
@@ -395,3 +399,41 @@ class PromptSuiteController(Controller):
         if found is None or found.prompt_id != prompt_id:
             raise ProblemError(404, f"prompt {prompt_id} has no test job {job_id}")
         return Response(found, headers=etag(found.aggregate_version))
+
+    @post(
+        "/{prompt_id:uuid}/test-jobs/{job_id:uuid}/stop",
+        guards=[WRITE],
+        status_code=200,
+        response_headers=COMMAND_HEADERS,
+        responses=problems(404, 409),
+    )
+    async def stop_job(  # noqa: PLR0913
+        self,
+        request: Request[Any, Any, Any],
+        prompt_id: FromPath[UUID],
+        job_id: FromPath[UUID],
+        contexts: Contexts,
+        data: StopRequest | None = None,
+        if_match: IfMatch = None,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[PromptTestJobOut]:
+        """Stop a queued or running test job at once: ``stopped``, with the cases already
+        run kept and no run recorded; the worker stops at its next case.
+
+        409: the job has already ended, or ``If-Match`` names a stale version (a running
+        job's version moves with every case, so a client usually stops without it)."""
+        data = await strict_body(request, StopRequest) or data
+        expected = expected_version(request, None)
+        idem = await idempotency(request, idempotency_key)
+
+        def respond(job: PromptTestJob) -> CommandResponse:
+            return 200, to_builtins(job_out(job))
+
+        reason = data.reason if data is not None else ""
+        return await run_command(
+            request,
+            lambda: contexts.assistant.stop_test_job(
+                prompt_id, job_id, reason, expected_version=expected, idem=idem, respond=respond
+            ),
+            etag=aggregate_version_of,
+        )

@@ -31,7 +31,10 @@ subject with its content, model, provider and effective settings; the inputs, th
 assertions, the suite when it is a suite run), then a worker records ``Started`` (attempt,
 why), ``Progress`` (the cases it ran, in order: a worker taking the job over skips those),
 and ``Completed`` (the id of the ``PromptTestRun`` saved with it) or ``Failed`` (why; no
-run is recorded, as a synchronous run's provider failure records none).
+run is recorded, as a synchronous run's provider failure records none). A person may end
+a queued or running job with ``Stopped`` (why, and who): it ends at once, keeping the
+cases already run; the worker's next save meets the new version and it stops writing, so
+at most the case in flight is run for nothing, and no run is recorded.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -63,7 +67,8 @@ MAX_SUITE_INPUTS = 200  # a suite's inputs (a suite run: inputs times versions c
 MAX_JOB_CASES = 500  # cases of one run, job or not
 SYNC_CASES = MAX_CASES  # more cases than this: the run is a job (202)
 QUEUED, RUNNING, COMPLETED, FAILED = "queued", "running", "completed", "failed"
-TERMINAL = frozenset({COMPLETED, FAILED})
+STOPPED = "stopped"
+TERMINAL = frozenset({COMPLETED, FAILED, STOPPED})
 
 _canonical = msgspec.json.Encoder(order="deterministic").encode
 
@@ -342,6 +347,7 @@ class PromptTestJob(Aggregate):
             job.status = RUNNING
             job.attempt = self.attempt
             job.worker = self.worker
+            job.started_at = job.started_at or self.timestamp
 
     class Progress(Aggregate.Event):
         attempt: int
@@ -359,6 +365,7 @@ class PromptTestJob(Aggregate):
         def apply(self, job: PromptTestJob) -> None:
             job.status = COMPLETED
             job.run_id = self.run_id
+            job.finished_at = self.timestamp
 
     class Failed(Aggregate.Event):
         attempt: int
@@ -367,6 +374,18 @@ class PromptTestJob(Aggregate):
         def apply(self, job: PromptTestJob) -> None:
             job.status = FAILED
             job.error = self.reason
+            job.finished_at = self.timestamp
+
+    class Stopped(Aggregate.Event):
+        attempt: int
+        reason: str
+        by: str
+
+        def apply(self, job: PromptTestJob) -> None:
+            job.status = STOPPED
+            job.stop_reason = self.reason
+            job.stopped_by = self.by
+            job.finished_at = self.timestamp
 
     def __init__(  # noqa: PLR0913
         self,
@@ -394,6 +413,10 @@ class PromptTestJob(Aggregate):
         self.cases: list[dict[str, Any]] = []
         self.run_id: str | None = None
         self.error: str | None = None
+        self.stop_reason: str | None = None
+        self.stopped_by: str | None = None
+        self.started_at: datetime | None = None
+        self.finished_at: datetime | None = None
         self.requested_by = meta.get("principal", "unknown")
         self.correlation_id = meta.get("correlation_id")
 
@@ -455,3 +478,9 @@ class PromptTestJob(Aggregate):
         if self.finished:
             raise JobFinishedError(f"prompt test job {self.id} has already ended ({self.status})")
         self.trigger_event(self.Failed, attempt=attempt, reason=reason)
+
+    def stop(self, reason: str, by: str) -> None:
+        """End the job at once, queued or running (see the module)."""
+        if self.finished:
+            raise JobFinishedError(f"prompt test job {self.id} has already ended ({self.status})")
+        self.trigger_event(self.Stopped, attempt=self.attempt, reason=reason, by=by)

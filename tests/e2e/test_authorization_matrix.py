@@ -137,6 +137,7 @@ SPEC: dict[tuple[str, str], frozenset[str]] = {
     ("GET", f"{A}/prompts/{{prompt_id}}/tests/{{run_id}}"): READERS,
     ("GET", f"{A}/prompts/{{prompt_id}}/test-jobs"): READERS,
     ("GET", f"{A}/prompts/{{prompt_id}}/test-jobs/{{job_id}}"): READERS,
+    ("POST", f"{A}/prompts/{{prompt_id}}/test-jobs/{{job_id}}/stop"): WRITERS,
     ("GET", f"{A}/prompts/{{prompt_id}}/suite"): READERS,
     ("PUT", f"{A}/prompts/{{prompt_id}}/suite"): WRITERS,
     ("POST", f"{A}/prompts/{{prompt_id}}/suite/run"): WRITERS,
