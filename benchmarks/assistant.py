@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import subprocess
 import sys
@@ -35,7 +34,7 @@ import asyncpg
 import httpx
 
 from application.ports import CompletionRequest
-from benchmarks.common import aimm_services, fresh_database, postgres_server
+from benchmarks.common import aimm_services, fresh_database, postgres_server, service_env
 from benchmarks.registry import start_bare
 from infrastructure import keys
 from infrastructure.llm.embedded import EmbeddedProvider
@@ -183,7 +182,7 @@ async def resolve_benchmark(
 async def prompt_test_benchmark(client: httpx.AsyncClient, base: str, inputs: int) -> None:
     page = await ok(await client.get(f"{base}/api/v1/ai-assistant/prompts", params={"role": ROLE}))
     prompt = next(p for p in page["items"] if "production" in p["labels"])
-    body = {
+    body: dict[str, Any] = {
         "versions": ["production"],
         "inputs": [
             {
@@ -239,12 +238,7 @@ async def main(url: str, options: argparse.Namespace) -> None:
     conn = await asyncpg.connect(url)
     key, _ = await keys.create_key(conn, roles=["admin"], name="bench")
     await conn.close()
-    env = {
-        **os.environ,
-        "AIMM_DATABASE_URL": url,
-        "AIMM_LOG_LEVEL": "WARNING",
-        "AIMM_DATA_DIR": str(data_dir),
-    }
+    env = service_env(url, AIMM_DATA_DIR=str(data_dir))
     subprocess.run([sys.executable, "-m", "api.cli", "seed"], env=env, check=True)  # noqa: ASYNC221
     with aimm_services(env) as aimm:
         async with httpx.AsyncClient(

@@ -56,6 +56,12 @@ def fresh_database(server_url: str) -> Iterator[str]:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+def service_env(url: str, **extra: str) -> dict[str, str]:
+    """The environment aimm's processes run with in a benchmark: this one, on the
+    benchmark's database, logging warnings only; ``extra`` adds ``AIMM_*`` settings."""
+    return {**os.environ, "AIMM_DATABASE_URL": url, "AIMM_LOG_LEVEL": "WARNING", **extra}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

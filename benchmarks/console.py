@@ -33,7 +33,7 @@ import httpx
 from playwright.async_api import Browser, Request, async_playwright
 
 from application.registry import RegistryApplication
-from benchmarks.common import aimm_services, fresh_database, postgres_server
+from benchmarks.common import aimm_services, fresh_database, postgres_server, service_env
 from benchmarks.registry import seed
 from infrastructure import keys
 from infrastructure.postgres import eventsourcing_env
@@ -172,8 +172,7 @@ async def main(url: str, models: int, runs: int, limit: int) -> None:
     conn = await asyncpg.connect(url)
     key, _ = await keys.create_key(conn, roles=["viewer"], name="bench")
     await conn.close()
-    env = {**os.environ, "AIMM_DATABASE_URL": url, "AIMM_LOG_LEVEL": "WARNING",
-           "AIMM_CONSOLE_DIR": str(DIST)}  # fmt: skip
+    env = service_env(url, AIMM_CONSOLE_DIR=str(DIST))
     with aimm_services(env) as aimm:
         base = aimm.base
         async with httpx.AsyncClient(

@@ -65,7 +65,7 @@ SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
 HORIZON = 20
 STEPS = (1, 5, 20)
 LEVELS = (50.0, 80.0, 95.0)
-MLP_SPEC = {"start": date(1999, 1, 1), "end": date(2012, 12, 31)}
+MLP_START, MLP_END = date(1999, 1, 1), date(2012, 12, 31)
 MLP_VALIDATION = date(2011, 1, 3)
 MLP_HP = Hyperparameters(learning_rate=1e-2, epochs=40, batch_size=64, hidden_units=32, seed=1)
 
@@ -146,7 +146,9 @@ def warm_up_garch(engine: ForecastEngine, series: PriceSeries, forecaster: str) 
 
 
 def train_mlp(ticker: str, bars: list[Bar]) -> TrainedModel:
-    spec = DatasetSpec((ticker,), target="log_return", validation_start=MLP_VALIDATION, **MLP_SPEC)
+    spec = DatasetSpec(
+        (ticker,), MLP_START, MLP_END, target="log_return", validation_start=MLP_VALIDATION
+    )
     built = build_dataset(spec, {ticker: bars})
     trainer = Trainer(
         MLP_REGRESSOR, MLP_HP, TrainingData(*to_arrays(built.frame, built.feature_columns))

@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import os
 import random
 import statistics
 import subprocess
@@ -47,7 +46,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from benchmarks.common import aimm_services, free_port, fresh_database, postgres_server
+from benchmarks.common import aimm_services, free_port, fresh_database, postgres_server, service_env
 from benchmarks.registry import start_bare
 from infrastructure import keys
 from infrastructure.schema import migrate
@@ -282,7 +281,7 @@ def aimm(*args: str, env: dict[str, str]) -> None:
 
 
 async def main(url: str, seconds: float, warmup: float, concurrency: int, baseline: float) -> None:
-    env = {**os.environ, "AIMM_DATABASE_URL": url, "AIMM_LOG_LEVEL": "WARNING"}
+    env = service_env(url)
     await migrate(url)
     conn = await asyncpg.connect(url)
     key, _ = await keys.create_key(conn, roles=["admin"], name="load")

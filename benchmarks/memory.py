@@ -61,7 +61,7 @@ import asyncpg
 import httpx
 
 from application.memory import MAX_BATCH, MemoryApplication
-from benchmarks.common import free_port, fresh_database, postgres_server, start, stop
+from benchmarks.common import free_port, fresh_database, postgres_server, service_env, start, stop
 from domain.memory.memory import KINDS, Draft, Memory, parse_memory
 from domain.memory.sealing import new_key, seal
 from domain.metadata import acting_as
@@ -590,7 +590,7 @@ def run(url: str, args: argparse.Namespace) -> None:
     began = time.perf_counter()
     key = asyncio.run(set_up(url))
     head = record_phase(url, args)
-    env = {**os.environ, "AIMM_DATABASE_URL": url, "AIMM_LOG_LEVEL": "WARNING"}
+    env = service_env(url)
     procs: list[subprocess.Popen[bytes]] = []
     queries = search_queries(args.seed)
     with tempfile.TemporaryFile() as errors:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
 import subprocess
 import sys
@@ -43,7 +42,7 @@ import httpx
 
 from application.ports import ForecastRequest
 from application.prediction_worker import price_series
-from benchmarks.common import aimm_services, fresh_database, postgres_server
+from benchmarks.common import aimm_services, fresh_database, postgres_server, service_env
 from benchmarks.registry import hammer, start_bare
 from domain.predictions.forecasters import BUILTINS, DEFAULT_LEVELS
 from infrastructure import keys
@@ -205,12 +204,7 @@ async def main(url: str, options: argparse.Namespace) -> None:
         conn = await asyncpg.connect(url)
         key, _ = await keys.create_key(conn, roles=["operator"], name="bench")
         await conn.close()
-        env = {
-            **os.environ,
-            "AIMM_DATABASE_URL": url,
-            "AIMM_LOG_LEVEL": "WARNING",
-            "AIMM_DATA_DIR": str(data_dir),
-        }
+        env = service_env(url, AIMM_DATA_DIR=str(data_dir))
         with aimm_services(env, background=("projector", "worker")) as aimm:
             async with httpx.AsyncClient(
                 timeout=120, headers={"Authorization": f"Bearer {key}"}

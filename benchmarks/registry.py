@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from uuid import UUID
@@ -30,7 +30,14 @@ import asyncpg
 import httpx
 
 from application.registry import RegistryApplication
-from benchmarks.common import aimm_services, free_port, fresh_database, postgres_server, start
+from benchmarks.common import (
+    aimm_services,
+    free_port,
+    fresh_database,
+    postgres_server,
+    service_env,
+    start,
+)
 from domain.metadata import acting_as
 from infrastructure import keys
 from infrastructure.postgres import eventsourcing_env
@@ -103,7 +110,7 @@ def seed(app: RegistryApplication, models: int, versions: int) -> list[UUID]:
 
 async def hammer(
     client: httpx.AsyncClient,
-    requests: list[tuple[str, str, dict[str, object] | None]],
+    requests: Sequence[tuple[str, str, Mapping[str, object] | None]],
     concurrency: int,
     headers: dict[str, str],
 ) -> float:
@@ -147,7 +154,7 @@ async def main(url: str, models: int, versions: int, requests: int, concurrency:
     key, _ = await keys.create_key(conn, roles=["operator"], name="bench")
     await conn.close()
 
-    env = {**os.environ, "AIMM_DATABASE_URL": url, "AIMM_LOG_LEVEL": "WARNING"}
+    env = service_env(url)
     bare_port = free_port()
     # As `aimm dev` runs it: the API and the projector as separate processes.
     with aimm_services(env) as aimm:

@@ -41,12 +41,12 @@ CHUNK = 250  # events per save while writing the long histories
 
 class RegistryWithoutSnapshots(RegistryApplication):
     name = "registry"  # eventsourcing names a subclass after itself unless told
-    snapshotting_intervals = None
+    snapshotting_intervals = {}  # no aggregate type is snapshotted
 
 
 class AssistantWithoutSnapshots(AssistantApplication):
     name = "assistant"
-    snapshotting_intervals = None
+    snapshotting_intervals = {}
 
 
 def write_model(app: RegistryApplication, events: int) -> uuid.UUID:
@@ -96,6 +96,11 @@ def write_config(app: AssistantApplication, events: int) -> uuid.UUID:
             config.change_roles([patch], "bench edit")
         app.save(config)
     return config.id
+
+
+def loader(app: Any, aggregate_id: uuid.UUID) -> Callable[[], Any]:
+    """Loads the aggregate from ``app``'s repository, as a command would."""
+    return lambda: app.repository.get(aggregate_id)
 
 
 def time_loads(load: Callable[[], Any], repeat: int) -> tuple[float, int]:
@@ -152,12 +157,8 @@ def main() -> None:
                     ("Model", registry, plain_registry, model_id),
                     ("AssistantConfig", assistant, plain_assistant, config_id),
                 ):
-                    snap, version = time_loads(
-                        lambda a=with_snap, i=aggregate_id: a.repository.get(i), args.repeat
-                    )
-                    replay, same = time_loads(
-                        lambda a=without, i=aggregate_id: a.repository.get(i), args.repeat
-                    )
+                    snap, version = time_loads(loader(with_snap, aggregate_id), args.repeat)
+                    replay, same = time_loads(loader(without, aggregate_id), args.repeat)
                     assert same == version
                     report(name, args.events, snap, replay, version)
                 with_rate = deploy_rate(registry, model_id, args.commands)
