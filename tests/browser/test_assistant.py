@@ -247,3 +247,45 @@ async def test_experiment_results_table_and_conclusion(console: Console, api: Ap
     assert api.get(f"{BASE}/prompts/{prompt}")["labels"]["production"] == 2
 
     await page_is_sound(page, "assistant-experiment")
+
+
+async def test_a_long_run_is_a_job_the_page_follows_and_stops(
+    console: Console, api: ApiClient
+) -> None:
+    """More than 20 cases is a job (202): the page says so and lists it under Test jobs,
+    read again while the worker runs it, until its run can be opened. A job is stopped
+    from its row at once, the cases run so far kept."""
+    role = new_role(api, temperature=0, max_tokens=8, seed=7)
+    prompt = new_prompt(api, role, ("You are terse.", "Greet {{name}}."))
+    long = api.post(
+        f"{BASE}/prompts/{prompt}/test",
+        {
+            "versions": [1],
+            "inputs": [{"values": {"name": f"Person {n}"}} for n in range(200)],
+            "reason": "too long to wait for",
+            "job": True,
+        },
+        expect=202,
+    ).json()
+    page = await console.open(f"/assistant?role={role}&view=prompts&prompt={prompt}")
+    jobs = page.get_by_test_id("test-job")
+    await expect(jobs).to_have_count(1)
+    await jobs.get_by_role("button", name=re.compile("^Stop the test job")).click()
+    await expect(jobs).to_have_attribute("data-status", "stopped")
+    await expect(jobs).to_contain_text("stopped from the console")
+    stopped = api.get(f"{BASE}/prompts/{prompt}/test-jobs/{long['id']}")
+    assert (stopped["status"], stopped["run_id"]) == ("stopped", None)
+    assert stopped["done"] < stopped["total"] == 200
+
+    # 21 cases from the form: a job, followed on the page until its run opens
+    for _ in range(20):
+        await page.get_by_role("button", name="Add input").click()
+    await page.get_by_role("button", name="Run test (21 cases)").click()
+    await expect(page.get_by_text("21 cases: the run is a job")).to_be_visible()
+    await expect(jobs).to_have_count(2)
+    newest = jobs.first
+    await expect(newest).to_have_attribute("data-status", "completed", timeout=120_000)
+    await expect(newest).to_contain_text("21 of 21")
+    await newest.get_by_role("button", name=re.compile("^Open run of the test job")).click()
+    await expect(page.get_by_test_id("case")).to_have_count(21)
+    await page_is_sound(page, "assistant-test-jobs")

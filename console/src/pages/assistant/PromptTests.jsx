@@ -4,6 +4,7 @@ import { Needs } from "../../components/Caller.jsx";
 import Problem from "../../components/Problem.jsx";
 import useResource from "../../components/useResource.js";
 import Field from "./Field.jsx";
+import TestJobs from "./TestJobs.jsx";
 import { BASE, fieldErrors, fmt } from "./util.js";
 import { when } from "../../format.js";
 
@@ -122,7 +123,7 @@ export default function PromptTests({ id, info, versions, draft, variables, role
   const [run, setRun] = useState(null);
   const [error, setError] = useState(null);
   const [busy, setBusy] = useState(null);
-  const [suiteNote, setSuiteNote] = useState(null);
+  const [note, setNote] = useState(null);
   const runs = useResource((signal) => get(`${BASE}/prompts/${id}/tests`, { limit: 10 }, { signal }), [id]);
   const suite = useResource(
     (signal) =>
@@ -133,6 +134,7 @@ export default function PromptTests({ id, info, versions, draft, variables, role
     [id],
   );
   const suiteRuns = useResource((signal) => get(`${BASE}/prompts/${id}/suite/runs`, undefined, { signal }), [id]);
+  const jobs = useResource((signal) => get(`${BASE}/prompts/${id}/test-jobs`, { order: "newest", limit: 5 }, { signal }), [id]);
 
   // a new latest version becomes the default subject
   useEffect(() => {
@@ -165,10 +167,17 @@ export default function PromptTests({ id, info, versions, draft, variables, role
     event.preventDefault();
     setBusy("test");
     setError(null);
+    setNote(null);
     try {
       const answer = await post(`${BASE}/prompts/${id}/test`, body());
-      setRun(answer.data);
-      runs.reload();
+      if (answer.status === 202) {
+        // more than 20 cases: a worker runs them (its run shows below when done)
+        setNote(`${answer.data.total} cases: the run is a job; follow it under Test jobs.`);
+        jobs.reload();
+      } else {
+        setRun(answer.data);
+        runs.reload();
+      }
     } catch (err) {
       setError(err);
     } finally {
@@ -179,11 +188,11 @@ export default function PromptTests({ id, info, versions, draft, variables, role
   async function saveSuite() {
     setBusy("suite");
     setError(null);
-    setSuiteNote(null);
+    setNote(null);
     try {
       const { inputs: i, assertions: a, settings: s } = body();
       const answer = await put(`${BASE}/prompts/${id}/suite`, { inputs: i, assertions: a, settings: s, reason }, { ifMatch: suite.data?.etag || "0" });
-      setSuiteNote(answer.data.changed === false ? "The suite already holds these inputs: nothing saved." : `Suite saved (revision ${answer.data.revision}).`);
+      setNote(answer.data.changed === false ? "The suite already holds these inputs: nothing saved." : `Suite saved (revision ${answer.data.revision}).`);
       suite.reload();
     } catch (err) {
       setError(err);
@@ -195,12 +204,14 @@ export default function PromptTests({ id, info, versions, draft, variables, role
   async function runSuite() {
     setBusy("suite-run");
     setError(null);
-    setSuiteNote(null);
+    setNote(null);
     try {
       const versionsAsked = subjects.filter((s) => s !== "draft").map(Number);
       const answer = await post(`${BASE}/prompts/${id}/suite/run`, { versions: versionsAsked, reason });
-      if (answer.status === 202) setSuiteNote("The suite runs as a job; its runs appear below when done.");
-      else setRun(answer.data);
+      if (answer.status === 202) {
+        setNote("The suite runs as a job; follow it under Test jobs.");
+        jobs.reload();
+      } else setRun(answer.data);
       runs.reload();
       suiteRuns.reload();
     } catch (err) {
@@ -351,11 +362,21 @@ export default function PromptTests({ id, info, versions, draft, variables, role
             </ul>
           )}
           <Problem error={error} onDismiss={() => setError(null)} />
-          {suiteNote && <p role="status" className="saved">{suiteNote}</p>}
+          {note && <p role="status" className="saved">{note}</p>}
         </form>
       </Needs>
 
       {run && <RunCases run={run} />}
+
+      <TestJobs
+        id={id}
+        jobs={jobs}
+        onOpenRun={openRun}
+        onEnded={() => {
+          runs.reload();
+          suiteRuns.reload();
+        }}
+      />
 
       <div className="row">
         <div className="grow">
