@@ -62,6 +62,7 @@ from typing import Any
 
 import asyncpg
 import msgspec
+from eventsourcing.persistence import IntegrityError
 
 GOLDEN_DIR = Path(__file__).resolve().parent.parent / "tests" / "golden"
 FIXTURE = GOLDEN_DIR / "log.jsonl"
@@ -883,6 +884,21 @@ def run_scenario(contexts: Any, tag: str) -> None:  # noqa: PLR0915 - one scenar
         job.start("golden-worker", 1, "first attempt")
         job.fail("the model's provider failed: golden outage", 1)
         assistant.save(job)
+        stopped_job = assistant.run_suite(
+            prompt_id,
+            versions=[1],
+            reason="golden: a job that is stopped",
+            registry=registry,
+            as_job=True,
+            respond=_respond,
+            respond_job=lambda j: (202, str(j.id)),
+        )
+        assistant.stop_test_job(
+            prompt_id,
+            uuid.UUID(str(stopped_job.value.body)),
+            "golden: not needed",
+            respond=lambda j: (200, {}),
+        )
         experiment_id = created_id(
             assistant.start_experiment(
                 role=role,
@@ -964,7 +980,12 @@ def take_snapshots(url: str) -> int:
                 continue
             for originator_id in originator_ids(app):
                 if isinstance(app.repository.get(originator_id), kinds):
-                    app.take_snapshot(originator_id)
+                    try:
+                        app.take_snapshot(originator_id)
+                    except IntegrityError:
+                        # extending: an earlier round's aggregate with no event since its
+                        # snapshot, which is the past and stays as it was stored
+                        continue
                     taken += 1
     finally:
         contexts.close()
@@ -995,7 +1016,8 @@ async def _fresh(url: str, *, extend: bool) -> None:
         rounds = {
             json.loads(line["row"]["state"]["utf8"]).get("name", "")
             for line in lines
-            if line["row"]["topic"] == "domain.registry.model:Model.Registered"
+            # rows of the stores beside the log (payloads, memory keys) have no topic
+            if line["row"].get("topic") == "domain.registry.model:Model.Registered"
         }
         tag = f"r{sum(1 for r in rounds if r.startswith('golden-forecaster-')) + 1}"
     contexts = _contexts(url)
