@@ -40,7 +40,6 @@ from domain.assistant.suites import (
 )
 from domain.base import Aggregate
 from domain.errors import ConflictError, NotFoundError
-from domain.metadata import current_meta
 
 if TYPE_CHECKING:
     from application.assistant import AssistantApplication
@@ -117,10 +116,9 @@ class SuitesMixin:
                 raise NotFoundError(f"prompt {prompt_id} has no test job {job_id}")
             return job
 
-        by = current_meta().get("principal", "unknown")
         return self._app.change_aggregate(
             load,
-            lambda job: job.stop(reason or "stopped by request", by),
+            lambda job: job.stop(reason or "stopped by request"),
             lambda job, _: respond(job),
             expected_version=expected_version,
             idem=idem,

@@ -294,7 +294,7 @@ def _job_stopped(out: OrderedWriter, t: Mapping[str, str], e: Event) -> None:
         e,
         "status = 'stopped', stop_reason = $4, stopped_by = $5, finished_at = $6",
         e.data["reason"],
-        e.data["by"],
+        _by(e),
         e.timestamp,
     )
 

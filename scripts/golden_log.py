@@ -861,44 +861,27 @@ def run_scenario(contexts: Any, tag: str) -> None:  # noqa: PLR0915 - one scenar
             respond=_respond,
             respond_job=_respond,
         )
-        queued = assistant.run_suite(
-            prompt_id,
-            versions=[2],
-            reason="golden: run the suite as a job",
-            registry=registry,
-            as_job=True,
-            respond=_respond,
-            respond_job=lambda j: (202, str(j.id)),
-        )
-        _run_test_job(assistant, uuid.UUID(str(queued.value.body)))
-        failing_job = assistant.run_suite(
-            prompt_id,
-            versions=[1],
-            reason="golden: a job that fails",
-            registry=registry,
-            as_job=True,
-            respond=_respond,
-            respond_job=lambda j: (202, str(j.id)),
-        )
-        job = assistant.get_test_job(uuid.UUID(str(failing_job.value.body)))
+
+        def suite_job(versions: list[int], reason: str) -> uuid.UUID:
+            """The suite run against ``versions`` as a job (queued): its id."""
+            queued = assistant.run_suite(
+                prompt_id,
+                versions=versions,
+                reason=reason,
+                registry=registry,
+                as_job=True,
+                respond=_respond,
+                respond_job=lambda j: (202, str(j.id)),
+            )
+            return uuid.UUID(str(queued.value.body))
+
+        _run_test_job(assistant, suite_job([2], "golden: run the suite as a job"))
+        job = assistant.get_test_job(suite_job([1], "golden: a job that fails"))
         job.start("golden-worker", 1, "first attempt")
         job.fail("the model's provider failed: golden outage", 1)
         assistant.save(job)
-        stopped_job = assistant.run_suite(
-            prompt_id,
-            versions=[1],
-            reason="golden: a job that is stopped",
-            registry=registry,
-            as_job=True,
-            respond=_respond,
-            respond_job=lambda j: (202, str(j.id)),
-        )
-        assistant.stop_test_job(
-            prompt_id,
-            uuid.UUID(str(stopped_job.value.body)),
-            "golden: not needed",
-            respond=lambda j: (200, {}),
-        )
+        stopped = suite_job([1], "golden: a job that is stopped")
+        assistant.stop_test_job(prompt_id, stopped, "golden: not needed", respond=_respond)
         experiment_id = created_id(
             assistant.start_experiment(
                 role=role,

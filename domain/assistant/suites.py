@@ -379,12 +379,11 @@ class PromptTestJob(Aggregate):
     class Stopped(Aggregate.Event):
         attempt: int
         reason: str
-        by: str
 
         def apply(self, job: PromptTestJob) -> None:
             job.status = STOPPED
             job.stop_reason = self.reason
-            job.stopped_by = self.by
+            job.stopped_by = self.meta.get("principal", "unknown")
             job.finished_at = self.timestamp
 
     def __init__(  # noqa: PLR0913
@@ -479,8 +478,9 @@ class PromptTestJob(Aggregate):
             raise JobFinishedError(f"prompt test job {self.id} has already ended ({self.status})")
         self.trigger_event(self.Failed, attempt=attempt, reason=reason)
 
-    def stop(self, reason: str, by: str) -> None:
-        """End the job at once, queued or running (see the module)."""
+    def stop(self, reason: str) -> None:
+        """End the job at once, queued or running (see the module); who stopped it is the
+        event's principal."""
         if self.finished:
             raise JobFinishedError(f"prompt test job {self.id} has already ended ({self.status})")
-        self.trigger_event(self.Stopped, attempt=self.attempt, reason=reason, by=by)
+        self.trigger_event(self.Stopped, attempt=self.attempt, reason=reason)

@@ -11,8 +11,9 @@ with the reason, nothing is run a second time, and the queue holds the job as do
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 from uuid import UUID
 
@@ -70,6 +71,23 @@ async def vanish_then_give_up(
     return lambda: handler.load(UUID(job_id))
 
 
+@contextlib.contextmanager
+def prompt_test_handler(
+    url: str, lease_seconds: float, **options: Any
+) -> Iterator[tuple[JobQueue, PromptTestJobs]]:
+    """The real prompt test handler (``name`` test-worker, on the offline model) and the
+    job queue it serves, on the test's database; their applications closed after."""
+    env = eventsourcing_env(url)
+    training = TrainingApplication(env, postgres_ports())
+    assistant = AssistantApplication(env, postgres_ports(llm_providers(Settings.from_env({}))))
+    try:
+        queue = job_queue(training, lease_seconds=lease_seconds)
+        yield queue, PromptTestJobs(assistant, queue, name="test-worker", **options)
+    finally:
+        training.close()
+        assistant.close()
+
+
 def assert_given_up(shown: dict[str, Any], field: str) -> None:
     """Failed, saying why in ``field`` (a prediction job's ``reason``, a prompt test
     job's ``error``: its ``reason`` is the requester's)."""
@@ -108,17 +126,9 @@ async def test_a_prompt_test_job_whose_worker_vanished_is_failed_after_max_attem
     prompt_id = await prompt_with_version(api)
     queued = await queue_test_job(api, prompt_id, "Ada")
     location = f"{PROMPTS}/{prompt_id}/test-jobs/{queued['id']}"
-    env = eventsourcing_env(api.url)
-    training = TrainingApplication(env, postgres_ports())
-    assistant = AssistantApplication(env, postgres_ports(llm_providers(Settings.from_env({}))))
-    try:
-        queue = job_queue(training, lease_seconds=LEASE)
-        handler = PromptTestJobs(assistant, queue, name="test-worker", max_attempts=1)
+    with prompt_test_handler(api.url, LEASE, max_attempts=1) as (queue, handler):
         load = await vanish_then_give_up(queue, handler, PROMPT_TEST, queued["id"])
         assert load().attempt == 1
-    finally:
-        training.close()
-        assistant.close()
 
     async def show() -> dict[str, Any]:
         shown: dict[str, Any] = (await api.client.get(location, headers=api.auth("viewer"))).json()

@@ -14,16 +14,10 @@ import asyncio
 from typing import Any
 from uuid import UUID
 
-from application.assistant import AssistantApplication
 from application.prompt_test_worker import KIND as PROMPT_TEST
-from application.prompt_test_worker import PromptTestJobs
-from application.training import TrainingApplication
-from infrastructure.postgres import eventsourcing_env
-from infrastructure.settings import Settings
-from infrastructure.wiring import job_queue, llm_providers, postgres_ports
 from tests.e2e.test_assistant_prompt_tests import PROMPTS, prompt_with_version
 from tests.e2e.test_assistant_suites import PASSING, QUICK, eventually, queue_test_job
-from tests.e2e.test_leased_jobs import claimed
+from tests.e2e.test_leased_jobs import claimed, prompt_test_handler
 from tests.helpers import Api
 
 
@@ -124,12 +118,7 @@ async def test_a_running_job_stops_and_its_worker_stops_writing(api: Api) -> Non
     assert response.status_code == 202, response.text
     job_id = response.json()["id"]
     await shown(api, prompt_id, job_id, response.headers["Aimm-Position"])  # the queue reads it
-    env = eventsourcing_env(api.url)
-    training = TrainingApplication(env, postgres_ports())
-    assistant = AssistantApplication(env, postgres_ports(llm_providers(Settings.from_env({}))))
-    try:
-        queue = job_queue(training, lease_seconds=30)
-        handler = PromptTestJobs(assistant, queue, name="test-worker", heartbeat_seconds=0.5)
+    with prompt_test_handler(api.url, 30, heartbeat_seconds=0.5) as (queue, handler):
         assert await asyncio.to_thread(queue.sync) >= 1
         lease = await claimed(queue, handler.name, PROMPT_TEST)
         working = asyncio.create_task(asyncio.to_thread(handler, lease))
@@ -144,9 +133,6 @@ async def test_a_running_job_stops_and_its_worker_stops_writing(api: Api) -> Non
         at_stop = stopped.json()
         await asyncio.wait_for(working, timeout=120)  # the worker gave the job up
         stored = handler.load(UUID(job_id))
-    finally:
-        training.close()
-        assistant.close()
     # nothing was written after the stop: the case in flight was refused with its save
     assert (stored.status, stored.version) == ("stopped", at_stop["aggregate_version"])
     assert len(stored.cases) == at_stop["done"] < at_stop["total"] == 200
